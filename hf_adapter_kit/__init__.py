@@ -1,0 +1,46 @@
+"""hf_adapter_kit: train, export, share and serve adapters over AdapterHub ``adapters`` and PEFT."""
+
+__version__ = "0.1.0"
+
+from .errors import AdapterKitError  # noqa: E402
+from .registry import get_config, get_method, list_methods, register_method  # noqa: E402
+
+
+def __getattr__(name):
+    # Training and loading pull in the Trainer and datasets; import them on first use to keep `import` fast.
+    if name in {"train", "TrainResult"}:
+        from . import training as module
+
+        return getattr(module, name)
+    if name in {"from_pretrained", "save_adapter", "remove_adapter", "AdapterMeta"}:
+        from . import saving
+
+        return getattr(saving, name)
+    if name in {"load_task", "list_tasks", "TaskData"}:
+        from . import data
+
+        return getattr(data, name)
+    if name == "pipeline":
+        from .inference import pipeline
+
+        return pipeline
+    raise AttributeError(f"module 'hf_adapter_kit' has no attribute {name!r}")
+
+
+__all__ = [
+    "AdapterKitError",
+    "AdapterMeta",
+    "TaskData",
+    "TrainResult",
+    "from_pretrained",
+    "get_config",
+    "get_method",
+    "list_methods",
+    "list_tasks",
+    "load_task",
+    "pipeline",
+    "register_method",
+    "remove_adapter",
+    "save_adapter",
+    "train",
+]

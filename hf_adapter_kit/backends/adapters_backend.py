@@ -1,0 +1,50 @@
+"""AdapterHub ``adapters``: the model is modified in place by ``adapters.init``.
+
+Saved folders are exactly what ``adapters`` itself writes with ``save_adapter(..., use_safetensors=True)``
+(``adapter_config.json``, ``adapter.safetensors``, and for the static transformers head ``head_config.json`` +
+``model_head.safetensors``), so plain ``adapters`` loads them with ``model.load_adapter(folder)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import adapters
+from transformers import PreTrainedModel
+
+from ..modeling import head_prefixes
+from .base import Backend, load_into, set_trainable, weight_file
+
+
+WEIGHTS = "adapter.safetensors"
+HEAD_WEIGHTS = "model_head.safetensors"
+
+
+class AdaptersBackend(Backend):
+    name = "adapters"
+
+    def attach(self, model: PreTrainedModel, config: Any, adapter_name: str) -> PreTrainedModel:
+        adapters.init(model)
+        model.add_adapter(adapter_name, config=config)
+        model.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
+        set_trainable(model, head_prefixes(model))
+        return model
+
+    def save(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
+        model.save_adapter(str(directory), adapter_name, use_safetensors=True)
+
+    def load(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> PreTrainedModel:
+        weight_file(directory, WEIGHTS)
+        weight_file(directory, HEAD_WEIGHTS)
+        adapters.init(model)
+        model.load_adapter(str(directory), load_as=adapter_name, set_active=True, use_safetensors=True)
+        return model.eval()
+
+    def load_weights(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
+        load_into(model, weight_file(directory, WEIGHTS), weight_file(directory, HEAD_WEIGHTS))
+
+    def remove(self, model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
+        model.set_active_adapters(None)
+        model.delete_adapter(adapter_name)
+        return model

@@ -1,0 +1,55 @@
+"""Hugging Face PEFT: the model is wrapped in a ``PeftModel``.
+
+Saved folders are what PEFT writes with ``save_pretrained`` (``adapter_config.json``, ``adapter_model.safetensors``
+with the classification head as a ``modules_to_save`` entry), so plain ``PeftModel.from_pretrained`` loads them.
+PEFT writes a non-default adapter into a sub-folder named after it; the kit keeps PEFT's ``default`` name so the
+folder is flat, and records the task name in its own metadata instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import peft
+from safetensors.torch import load_file
+from transformers import PreTrainedModel
+
+from ..modeling import head_prefixes
+from .base import Backend, weight_file
+
+
+WEIGHTS = "adapter_model.safetensors"
+PEFT_ADAPTER_NAME = "default"
+
+
+class PeftBackend(Backend):
+    name = "peft"
+
+    def attach(self, model: PreTrainedModel, config: Any, adapter_name: str) -> peft.PeftModel:
+        if getattr(config, "task_type", None) == peft.TaskType.SEQ_CLS and not config.modules_to_save:
+            # PEFT's SEQ_CLS default only knows "classifier" and "score"; name the model's actual head.
+            config.modules_to_save = head_prefixes(model)
+        return peft.get_peft_model(model, config, adapter_name=PEFT_ADAPTER_NAME)
+
+    def save(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
+        model.save_pretrained(str(directory), safe_serialization=True)
+
+    def load(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> peft.PeftModel:
+        weight_file(directory, WEIGHTS)
+        return peft.PeftModel.from_pretrained(model, str(directory), adapter_name=PEFT_ADAPTER_NAME).eval()
+
+    def load_weights(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
+        state = load_file(str(weight_file(directory, WEIGHTS)))
+        result = peft.set_peft_model_state_dict(model, state, adapter_name=PEFT_ADAPTER_NAME)
+        missing = [k for k in result.missing_keys if PEFT_ADAPTER_NAME in k]
+        if missing:
+            from ..errors import AdapterKitError
+
+            raise AdapterKitError(f"{directory}: the checkpoint lacks adapter tensors {missing[:5]}.")
+
+    def remove(self, model: peft.PeftModel, adapter_name: str) -> PreTrainedModel:
+        return model.unload()
+
+    def base_model(self, model: peft.PeftModel) -> PreTrainedModel:
+        return model.get_base_model()

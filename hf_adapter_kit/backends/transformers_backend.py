@@ -1,0 +1,50 @@
+"""The baselines, on plain transformers: ``full`` trains and saves the whole model, ``head`` only the task head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import save_file
+from transformers import PreTrainedModel
+
+from ..errors import AdapterKitError
+from ..methods.baselines import FullFineTuningConfig, HeadOnlyConfig
+from ..modeling import head_prefixes
+from .base import Backend, load_into, set_trainable, weight_file
+
+
+FULL_WEIGHTS = "model.safetensors"
+HEAD_WEIGHTS = "head.safetensors"
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+
+    def attach(self, model: PreTrainedModel, config: FullFineTuningConfig | HeadOnlyConfig, adapter_name: str):
+        full = isinstance(config, FullFineTuningConfig)
+        model.requires_grad_(full)
+        set_trainable(model, head_prefixes(model))
+        model.hf_adapter_kit_full = full
+        return model
+
+    def save(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
+        if getattr(model, "hf_adapter_kit_full", False):
+            model.save_pretrained(str(directory), safe_serialization=True)
+            return
+        prefixes = head_prefixes(model)
+        head = {k: v.contiguous() for k, v in model.state_dict().items() if k.split(".", 1)[0] in prefixes}
+        save_file(head, str(Path(directory) / HEAD_WEIGHTS), metadata={"format": "pt"})
+
+    def load(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> PreTrainedModel:
+        self.load_weights(model, directory, adapter_name)
+        return model.eval()
+
+    def load_weights(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
+        full = (Path(directory) / FULL_WEIGHTS).is_file()
+        model.hf_adapter_kit_full = full
+        load_into(model, weight_file(directory, FULL_WEIGHTS if full else HEAD_WEIGHTS))
+
+    def remove(self, model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
+        if getattr(model, "hf_adapter_kit_full", False):
+            raise AdapterKitError("A fully fine-tuned model has no adapter to remove: reload the base model instead.")
+        return model

@@ -1,0 +1,94 @@
+"""``hf-adapter-kit``: the command line mirrors the Python API (same dataclasses, same keys).
+
+hf-adapter-kit train --method pfeiffer --task tweets-polarity --output_dir out [--any TrainingArguments field]
+hf-adapter-kit demo [same options; defaults sized for a few minutes on 2 CPU cores]
+hf-adapter-kit methods | tasks
+"""
+
+from __future__ import annotations
+
+import sys
+
+from transformers import HfArgumentParser
+
+from .errors import AdapterKitError
+
+
+# `make demo`: 150 steps of batch 32 (as the raw-library figures in ENVIRONMENT.md), evaluated and checkpointed
+# twice, on 2 CPU cores in a few minutes.
+DEMO_DEFAULTS = {
+    "output_dir": "outputs/demo",
+    "max_train_samples": 2400,
+    "num_train_epochs": 2,
+    "max_length": 64,
+}
+
+
+def _parse(argv: list[str], defaults: dict | None = None):
+    from .training.args import ARGUMENT_CLASSES
+
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    if defaults:
+        parser.set_defaults(**defaults)
+    parsed, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise AdapterKitError(
+            f"Unknown argument(s) {unknown}: run `hf-adapter-kit train --help` for the keys allowed."
+        )
+    return [cls(**{k: v for k, v in vars(parsed).items() if k in _names(cls)}) for cls in ARGUMENT_CLASSES]
+
+
+def _names(cls) -> set[str]:
+    from dataclasses import fields
+
+    return {f.name for f in fields(cls) if f.init}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command, rest = (argv[0], argv[1:]) if argv else ("--help", [])
+    try:
+        if command == "train":
+            from .training.run import run_training
+
+            result = run_training(*_parse(rest))
+            print(
+                f"test metrics: {result.test_metrics}\nadapter: {result.adapter_dir} ({result.adapter_size_bytes:,} bytes)"
+            )
+        elif command == "demo":
+            from .workflow import run_demo
+
+            model_args, data_args, method_args, training_args = _parse(rest, DEMO_DEFAULTS)
+            run_demo(**_as_kwargs(model_args, data_args, method_args, training_args, rest))
+        elif command == "methods":
+            from .registry import get_method, list_methods
+
+            for name in list_methods():
+                spec = get_method(name)
+                print(f"{name:10s} backends: {', '.join(spec.backends):22s} default lr {spec.learning_rate:g}")
+        elif command == "tasks":
+            from .data import list_tasks
+
+            print("\n".join(list_tasks()))
+        else:
+            print(__doc__)
+            return 0 if command in {"--help", "-h", "help"} else 2
+    except AdapterKitError as err:
+        print(f"hf-adapter-kit: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _as_kwargs(model_args, data_args, method_args, training_args, argv) -> dict:
+    """The demo takes the Python API's keywords: the demo defaults plus whatever the command line set."""
+    given = {arg.lstrip("-").split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    values = {}
+    for args in (model_args, data_args, method_args, training_args):
+        for name in _names(type(args)):
+            if name in given or name in DEMO_DEFAULTS or name in {"method", "task"}:
+                values[name] = getattr(args, name)
+    return values
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

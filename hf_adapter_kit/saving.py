@@ -1,0 +1,156 @@
+"""Saving and loading a trained adapter folder.
+
+A folder is what the backend's library writes (so the library alone can load it) plus ``hf_adapter_kit.json``:
+the method, backend, base model id, label names and the metrics it was trained to. Saving writes into a temporary
+folder beside the target and renames it into place, so an interrupted save never leaves a half-written adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from . import __version__
+from .backends import get_backend
+from .errors import AdapterKitError
+from .modeling import load_base_model
+
+
+KIT_FILE = "hf_adapter_kit.json"
+
+
+@dataclass
+class AdapterMeta:
+    """What the kit records beside the library's own files."""
+
+    method: str
+    backend: str
+    adapter_name: str
+    base_model: str
+    label_names: list[str]
+    model_type: str = ""
+    hidden_size: int = 0
+    num_hidden_layers: int = 0
+    task: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    kit_version: str = __version__
+
+    @classmethod
+    def for_model(cls, model: PreTrainedModel, **values: Any) -> AdapterMeta:
+        config = model.config
+        return cls(
+            model_type=config.model_type,
+            hidden_size=getattr(config, "hidden_size", 0),
+            num_hidden_layers=getattr(config, "num_hidden_layers", 0),
+            **values,
+        )
+
+    @classmethod
+    def read(cls, directory: Path) -> AdapterMeta:
+        path = Path(directory) / KIT_FILE
+        if not path.is_file():
+            raise AdapterKitError(
+                f"`{directory}` is not an hf_adapter_kit adapter folder: it has no {KIT_FILE}. "
+                "Give a folder written by hf_adapter_kit.train or save_adapter."
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise AdapterKitError(f"{path} is not valid JSON: {err}.") from err
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data] if isinstance(data, dict) else required
+        if missing:
+            raise AdapterKitError(f"{path} is not a valid {KIT_FILE}: it lacks the keys {missing}.")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def attach_meta(model: torch.nn.Module, meta: AdapterMeta) -> None:
+    """Remember on the model which method/backend/adapter it carries (used by save_adapter and remove_adapter)."""
+    model.hf_adapter_kit_meta = meta
+
+
+def meta_of(model: torch.nn.Module) -> AdapterMeta:
+    meta = getattr(model, "hf_adapter_kit_meta", None)
+    if meta is None:
+        raise AdapterKitError("`model` carries no hf_adapter_kit adapter: train one or load it with from_pretrained.")
+    return meta
+
+
+def check_output_dir(output_dir: str | os.PathLike) -> Path:
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise AdapterKitError(f"`output_dir`={str(output_dir)!r} is a file: give a folder (it is created if missing).")
+    return path
+
+
+def save_adapter(model: torch.nn.Module, directory: str | os.PathLike, meta: AdapterMeta | None = None) -> Path:
+    """Write the adapter folder atomically: into a temporary sibling, then renamed over ``directory``."""
+    meta = meta or meta_of(model)
+    target = check_output_dir(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    try:
+        get_backend(meta.backend).save(model, staging, meta.adapter_name)
+        (staging / KIT_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
+        _replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def folder_size(directory: str | os.PathLike) -> int:
+    """Bytes of all files in a folder (the adapter's size on disk and on the Hub)."""
+    return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+
+
+def from_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Load the base model named by a saved adapter folder and attach the adapter and its head, active, in eval."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise AdapterKitError(f"`path`={str(path)!r} is not a folder: give a folder written by hf_adapter_kit.")
+    meta = AdapterMeta.read(directory)
+    base = load_base_model(meta.base_model, meta.label_names, dtype=dtype)
+    check_compatible(base, meta, directory)
+    model = get_backend(meta.backend).load(base, directory, meta.adapter_name)
+    attach_meta(model, meta)
+    return model
+
+
+def check_compatible(model: PreTrainedModel, meta: AdapterMeta, directory: Path) -> None:
+    """The adapter must have been trained on this kind of base model: same type, width and depth."""
+    config = model.config
+    for key, saved in (("model_type", meta.model_type), ("hidden_size", meta.hidden_size)):
+        ours = getattr(config, key, None)
+        if saved and ours != saved:
+            raise AdapterKitError(
+                f"The adapter in {directory} was trained for {key}={saved!r}, but the base model has {key}={ours!r}."
+            )
+
+
+def remove_adapter(model: torch.nn.Module) -> PreTrainedModel:
+    """Deactivate and delete the kit adapter; return the plain transformers model, as it was before."""
+    meta = meta_of(model)
+    base = get_backend(meta.backend).remove(model, meta.adapter_name)
+    base.hf_adapter_kit_meta = None
+    return base

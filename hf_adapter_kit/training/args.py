@@ -1,0 +1,119 @@
+"""The arguments of a training run, as dataclasses that feed ``transformers.HfArgumentParser`` directly.
+
+The Python API (``hf_adapter_kit.train(**kwargs)``) and the CLI (``hf-adapter-kit train --key value``) fill the same
+four dataclasses, so they accept exactly the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Union
+
+from transformers import TrainingArguments
+
+from ..errors import AdapterKitError
+from ..modeling import DEFAULT_MODEL
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Hub id or local folder of the base model; the embedded default needs no network."},
+    )
+    max_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub (only if asked)."})
+
+    def __post_init__(self):
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
+            raise AdapterKitError(f"`max_length`={self.max_length!r} is not valid: expected an integer >= 8.")
+
+
+@dataclass
+class DataArguments:
+    task: str = field(
+        default="tweets-polarity",
+        metadata={
+            "help": "An embedded task (tweets-polarity, tweets-subjectivity, tweets-3way), a Hub dataset id, "
+            "or a local csv/json/jsonl/parquet file."
+        },
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Local training file (csv/json/jsonl/parquet)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
+    test_file: str | None = field(default=None, metadata={"help": "Local test file."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Optional column with a second text."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the label (int or string)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap validation and test examples."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the fixed train/validation/test split."})
+
+    def load_kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in {"task", "split_seed"}} | {
+            "seed": self.split_seed
+        }
+
+
+@dataclass
+class MethodArguments:
+    method: str = field(default="pfeiffer", metadata={"help": "Adapter method; see `hf-adapter-kit methods`."})
+    backend: str | None = field(default=None, metadata={"help": "adapters, peft or transformers; default per method."})
+    method_options: str | None = field(
+        default=None,
+        metadata={"help": "The method's own options as a JSON object, e.g. '{\"reduction_factor\": 8}'."},
+    )
+    adapter_name: str | None = field(default=None, metadata={"help": "Name of the adapter; default: the task."})
+
+    def options(self) -> dict[str, Any]:
+        value = self.method_options
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise AdapterKitError(f"`method_options`={value!r} is not a JSON object: {err}.") from err
+        if not isinstance(value, dict):
+            raise AdapterKitError(f"`method_options`={value!r} is not valid: expected a JSON object / dict.")
+        return value
+
+
+@dataclass
+class KitTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments with defaults that suit adapters on the embedded default."""
+
+    output_dir: str = field(default="outputs/run", metadata={"help": "Checkpoints go here, the adapter to ./adapter."})
+    learning_rate: float | None = field(default=None, metadata={"help": "Default: the method's own (see registry)."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size per device for training."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Batch size per device for evaluation."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs to train."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Fraction of steps for linear warm-up."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "Evaluate every epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint (adapter only) every epoch."})
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept (plus the best one)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Restore the best checkpoint at the end."})
+    metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Metric picking the best."})
+    group_by_length: bool = field(default=True, metadata={"help": "Batch examples of similar length together."})
+    length_column_name: str = field(default="length", metadata={"help": "Precomputed token counts."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    # HfArgumentParser needs typing.Union here: it cannot read "str | list[str] | None".
+    report_to: Union[None, str, list[str]] = field(default="none", metadata={"help": "Experiment trackers."})  # noqa: UP007
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, MethodArguments, KitTrainingArguments)
+
+
+def split_kwargs(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Route keyword arguments to the dataclass that owns them; an unknown key is an error naming it."""
+    routed: list[dict[str, Any]] = [{} for _ in ARGUMENT_CLASSES]
+    owners = {f.name: i for i, cls in enumerate(ARGUMENT_CLASSES) for f in fields(cls) if f.init}
+    unknown = sorted(k for k in kwargs if k not in owners)
+    if unknown:
+        kit = sorted(name for name, i in owners.items() if i < len(ARGUMENT_CLASSES) - 1)
+        raise AdapterKitError(
+            f"Unknown argument(s) {unknown}: allowed are {', '.join(kit)} and any transformers.TrainingArguments field."
+        )
+    for key, value in kwargs.items():
+        routed[owners[key]][key] = value
+    return routed

@@ -1,0 +1,142 @@
+"""``hf_adapter_kit.train``: the whole run, from a method and a task name to a saved, evaluated adapter."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
+
+from ..backends import get_backend
+from ..data import TaskData, load_task
+from ..errors import AdapterKitError
+from ..metrics import compute_classification_metrics
+from ..modeling import load_base_model, load_tokenizer, resolve_model_path
+from ..registry import resolve_backend
+from ..saving import AdapterMeta, attach_meta, check_output_dir, folder_size, save_adapter
+from .args import ARGUMENT_CLASSES, DataArguments, KitTrainingArguments, MethodArguments, ModelArguments, split_kwargs
+from .preprocess import tokenize_task
+from .trainer import KitTrainer
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the trained model (adapter active), where the adapter went, and what it measured."""
+
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    task: TaskData
+    meta: AdapterMeta
+    adapter_dir: Path
+    adapter_size_bytes: int
+    test_metrics: dict[str, float]
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    trainable_parameters: int = 0
+    base_parameters: int = 0
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable_parameters / self.base_parameters
+
+
+def train(
+    method: str = "pfeiffer", task: str = "tweets-polarity", output_dir: str = "outputs/run", **kwargs: Any
+) -> TrainResult:
+    """Train ``method`` on ``task`` and save the adapter to ``output_dir/adapter``.
+
+    Keyword arguments are those of the CLI: model/data/method options and any ``transformers.TrainingArguments``
+    field, e.g. ``train("lora", "tweets-polarity", "out", max_train_samples=2000, num_train_epochs=1)``.
+    """
+    routed = split_kwargs({"method": method, "task": task, "output_dir": output_dir, **kwargs})
+    return run_training(*(cls(**values) for cls, values in zip(ARGUMENT_CLASSES, routed, strict=True)))
+
+
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    method_args: MethodArguments,
+    training_args: KitTrainingArguments,
+) -> TrainResult:
+    # Every check on the arguments runs before anything is loaded, trained or written.
+    spec, backend_name = resolve_backend(method_args.method, method_args.backend)
+    config = spec.configs[backend_name](**method_args.options())
+    output_dir = check_output_dir(training_args.output_dir)
+    resolve_model_path(model_args.model_name_or_path)
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and not Path(resume).is_dir():
+        raise AdapterKitError(f"`resume_from_checkpoint`={resume!r} is not a folder: give a checkpoint-N folder.")
+    task = load_task(data_args.task, **data_args.load_kwargs())
+    if training_args.learning_rate is None:
+        training_args.learning_rate = spec.learning_rate
+
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    encoded = tokenize_task(task, tokenizer, model_args.max_length)
+    set_seed(training_args.seed)
+    base = load_base_model(
+        model_args.model_name_or_path, task.label_names, trust_remote_code=model_args.trust_remote_code
+    )
+    base_parameters = sum(p.numel() for p in base.parameters())
+    adapter_name = method_args.adapter_name or re.sub(r"[^A-Za-z0-9_]", "_", task.name)
+    meta = AdapterMeta.for_model(
+        base,
+        method=spec.name,
+        backend=backend_name,
+        adapter_name=adapter_name,
+        base_model=model_args.model_name_or_path,
+        label_names=task.label_names,
+        task=task.name,
+        training=_training_record(model_args, data_args, method_args, training_args, task),
+    )
+    model = get_backend(backend_name).attach(base, config, adapter_name)
+    attach_meta(model, meta)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    trainer = KitTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_classification_metrics,
+        kit_meta=meta,
+    )
+    train_output = trainer.train(resume_from_checkpoint=resume)
+    test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
+    meta.metrics = {key: float(test[f"test_{key}"]) for key in ("accuracy", "f1_macro")}
+    meta.training["train_runtime_s"] = round(train_output.metrics.get("train_runtime", 0.0), 1)
+    meta.training["global_steps"] = train_output.global_step
+    adapter_dir = output_dir / "adapter"
+    if trainer.is_world_process_zero():
+        save_adapter(model, adapter_dir, meta)
+    return TrainResult(
+        model=model.eval(),
+        tokenizer=tokenizer,
+        task=task,
+        meta=meta,
+        adapter_dir=adapter_dir,
+        adapter_size_bytes=folder_size(adapter_dir) if adapter_dir.exists() else 0,
+        test_metrics=meta.metrics,
+        train_metrics=dict(train_output.metrics),
+        trainable_parameters=trainable,
+        base_parameters=base_parameters,
+    )
+
+
+def _training_record(model_args, data_args, method_args, training_args, task: TaskData) -> dict[str, Any]:
+    """The hyperparameters worth writing down (model cards and reproducibility)."""
+    return {
+        "learning_rate": training_args.learning_rate,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "warmup_ratio": training_args.warmup_ratio,
+        "seed": training_args.seed,
+        "max_length": model_args.max_length,
+        "train_examples": task.splits["train"].num_rows,
+        "method_options": method_args.options(),
+        "data": {k: v for k, v in asdict(data_args).items() if v is not None},
+    }

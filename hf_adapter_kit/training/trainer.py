@@ -1,0 +1,42 @@
+"""One Trainer for every backend: checkpoints hold the adapter (and head) only, as safetensors.
+
+Why not ``adapters.AdapterTrainer``: on a transformers model with its own head (what pipelines need) it checkpoints
+the adapter but reloads only flex heads, so ``load_best_model_at_end`` would pair the best adapter with the last
+head; and it writes pickled weights. This subclass routes ``_save`` and both checkpoint loads through the backend,
+which writes exactly the files the backend's library writes itself.
+"""
+
+from __future__ import annotations
+
+from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from ..backends import get_backend
+from ..saving import AdapterMeta, save_adapter
+
+
+class KitTrainer(Trainer):
+    def __init__(self, *args, kit_meta: AdapterMeta, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kit_meta = kit_meta
+        self.kit_backend = get_backend(kit_meta.backend)
+        column = self.args.length_column_name
+        dataset = self.train_dataset
+        # The Trainer drops unused columns before building the sampler, so it would re-measure every example.
+        self._lengths = dataset[column] if dataset is not None and column in dataset.column_names else None
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.group_by_length and self._lengths is not None:
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedSampler(batch, lengths=self._lengths)
+        return super()._get_train_sampler(train_dataset)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        save_adapter(self.model, output_dir or self.args.output_dir, self.kit_meta)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        self.kit_backend.load_weights(model or self.model, resume_from_checkpoint, self.kit_meta.adapter_name)
+
+    def _load_best_model(self):
+        checkpoint = self.state.best_model_checkpoint
+        self.kit_backend.load_weights(self.model, checkpoint, self.kit_meta.adapter_name)

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny random models saved as local folders, so nothing is ever downloaded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer, BertConfig, RobertaConfig
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY = dict(
+    vocab_size=30522,  # the embedded model's WordPiece vocabulary, whose tokenizer the tiny models borrow
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=130,
+    pad_token_id=0,
+    initializer_range=0.2,  # wider than BERT's 0.02 so that a random body separates inputs and toy tasks learn
+)
+ARCHITECTURES = {"bert": BertConfig, "roberta": RobertaConfig}
+
+
+@pytest.fixture(scope="session")
+def embedded_path() -> str:
+    from hf_adapter_kit.modeling import DEFAULT_MODEL, resolve_model_path
+
+    return resolve_model_path(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory, embedded_path) -> dict[str, str]:
+    """One folder per architecture with random weights, a config and the embedded model's tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(embedded_path)
+    folders = {}
+    for name, config_cls in ARCHITECTURES.items():
+        folder = tmp_path_factory.mktemp(f"tiny-{name}")
+        torch.manual_seed(0)
+        AutoModel.from_config(config_cls(**TINY)).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders[name] = str(folder)
+    return folders
+
+
+@pytest.fixture
+def texts() -> list[str]:
+    return ["a fine day", "the worst flight ever, never again", "ok", "delayed two hours but friendly crew"]
+
+
+@pytest.fixture
+def clean_dir(tmp_path):
+    """A folder that tests may fill; removed afterwards."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
