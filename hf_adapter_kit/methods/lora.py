@@ -36,7 +36,9 @@ register_method(
         ),
         configs={"peft": _peft_config, "adapters": _adapters_config},
         default_backend="peft",
-        learning_rate=5e-4,
+        # Measured on the embedded default, 100 steps of batch 32: 5e-4 stayed at the majority class (acc 0.71),
+        # 1e-3 reached 0.78, 2e-3 reached 0.87.
+        learning_rate=2e-3,
         reference="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models",
     )
 )

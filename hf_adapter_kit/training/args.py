@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Union
 
+import torch
 from transformers import TrainingArguments
 
 from ..errors import AdapterKitError
@@ -98,6 +99,9 @@ class KitTrainingArguments(TrainingArguments):
     length_column_name: str = field(default="length", metadata={"help": "Precomputed token counts."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     # HfArgumentParser needs typing.Union here: it cannot read "str | list[str] | None".
+    dataloader_pin_memory: bool = field(
+        default_factory=torch.cuda.is_available, metadata={"help": "Pinned host memory (only useful with CUDA)."}
+    )
     report_to: Union[None, str, list[str]] = field(default="none", metadata={"help": "Experiment trackers."})  # noqa: UP007
 
 
