@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import logging as hf_logging
 
 from .errors import AdapterKitError
 
@@ -79,9 +80,15 @@ def load_base_model(
         ) from err
     if config.pad_token_id is None and getattr(config, "eos_token_id", None) is not None:
         config.pad_token_id = config.eos_token_id  # decoder models batch with padding through their EOS token
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, config=config, dtype=dtype, trust_remote_code=trust_remote_code
-    )
+    # transformers warns that the new head is untrained; the kit trains it or loads it right after.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     # The id users elsewhere load, not a site-packages path: saved adapter configs and cards name this.
     model.name_or_path = model.config._name_or_path = model_name_or_path
     return model

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import torch
 from transformers import PreTrainedModel
 
 from . import __version__
+from .atomic import recover, replace_dir
 from .backends import get_backend
 from .errors import AdapterKitError
 from .modeling import load_base_model
@@ -72,6 +73,13 @@ class AdapterMeta:
         if missing:
             raise AdapterKitError(f"{path} is not a valid {KIT_FILE}: it lacks the keys {missing}.")
         known = {f.name for f in fields(cls)}
+        extra = sorted(set(data) - known)
+        if extra:
+            warnings.warn(
+                f"{path} has keys {extra} that hf_adapter_kit {__version__} does not know (written by a newer "
+                "version?); they are ignored.",
+                stacklevel=2,
+            )
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -99,24 +107,15 @@ def save_adapter(model: torch.nn.Module, directory: str | os.PathLike, meta: Ada
     meta = meta or meta_of(model)
     target = check_output_dir(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target, clean=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
     try:
         get_backend(meta.backend).save(model, staging, meta.adapter_name)
         (staging / KIT_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
-        _replace_dir(staging, target)
+        replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def folder_size(directory: str | os.PathLike) -> int:
@@ -124,15 +123,31 @@ def folder_size(directory: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
 
 
-def from_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """Load the base model named by a saved adapter folder and attach the adapter and its head, active, in eval."""
+def from_pretrained(
+    path: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> torch.nn.Module:
+    """Load the base model named by a saved adapter folder and attach the adapter and its head, active, in eval.
+
+    Weights are read from safetensors only; ``allow_pickle=True`` also accepts pickled weights, read with
+    ``torch.load(weights_only=True)``. No model code from the Hub runs unless ``trust_remote_code=True``.
+    """
     directory = Path(path)
+    recover(directory)
     if not directory.is_dir():
         raise AdapterKitError(f"`path`={str(path)!r} is not a folder: give a folder written by hf_adapter_kit.")
     meta = AdapterMeta.read(directory)
-    base = load_base_model(meta.base_model, meta.label_names, dtype=dtype)
+    base = load_base_model(meta.base_model, meta.label_names, dtype=dtype, trust_remote_code=trust_remote_code)
     check_compatible(base, meta, directory)
-    model = get_backend(meta.backend).load(base, directory, meta.adapter_name)
+    try:
+        model = get_backend(meta.backend).load(base, directory, meta.adapter_name, allow_pickle=allow_pickle)
+    except (RuntimeError, KeyError, OSError) as err:  # shapes or names that do not fit this base model
+        raise AdapterKitError(
+            f"The adapter in {directory} does not fit the base model {meta.base_model!r}: {err}"
+        ) from err
     attach_meta(model, meta)
     return model
 
@@ -140,7 +155,12 @@ def from_pretrained(path: str | os.PathLike, *, dtype: torch.dtype | None = None
 def check_compatible(model: PreTrainedModel, meta: AdapterMeta, directory: Path) -> None:
     """The adapter must have been trained on this kind of base model: same type, width and depth."""
     config = model.config
-    for key, saved in (("model_type", meta.model_type), ("hidden_size", meta.hidden_size)):
+    checks = (
+        ("model_type", meta.model_type),
+        ("hidden_size", meta.hidden_size),
+        ("num_hidden_layers", meta.num_hidden_layers),
+    )
+    for key, saved in checks:
         ours = getattr(config, key, None)
         if saved and ours != saved:
             raise AdapterKitError(

@@ -14,7 +14,7 @@ import adapters
 from transformers import PreTrainedModel
 
 from ..modeling import head_prefixes
-from .base import Backend, load_into, set_trainable, weight_file
+from .base import Backend, check_fits, load_into, set_trainable, weight_file
 
 
 WEIGHTS = "adapter.safetensors"
@@ -25,6 +25,7 @@ class AdaptersBackend(Backend):
     name = "adapters"
 
     def attach(self, model: PreTrainedModel, config: Any, adapter_name: str) -> PreTrainedModel:
+        check_fits(config, model)
         adapters.init(model)
         model.add_adapter(adapter_name, config=config)
         model.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
@@ -34,11 +35,15 @@ class AdaptersBackend(Backend):
     def save(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
         model.save_adapter(str(directory), adapter_name, use_safetensors=True)
 
-    def load(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> PreTrainedModel:
-        weight_file(directory, WEIGHTS)
-        weight_file(directory, HEAD_WEIGHTS)
+    def load(
+        self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool = False
+    ) -> PreTrainedModel:
+        weights = weight_file(directory, WEIGHTS, allow_pickle)
+        weight_file(directory, HEAD_WEIGHTS, allow_pickle)
         adapters.init(model)
-        model.load_adapter(str(directory), load_as=adapter_name, set_active=True, use_safetensors=True)
+        # With safetensors present adapters reads only them; otherwise it uses torch.load(weights_only=True).
+        safe = weights.suffix == ".safetensors"
+        model.load_adapter(str(directory), load_as=adapter_name, set_active=True, use_safetensors=safe)
         return model.eval()
 
     def load_weights(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from ..modeling import head_prefixes
-from .base import Backend, weight_file
+from .base import Backend, check_fits, weight_file
 
 
 WEIGHTS = "adapter_model.safetensors"
@@ -27,6 +27,7 @@ class PeftBackend(Backend):
     name = "peft"
 
     def attach(self, model: PreTrainedModel, config: Any, adapter_name: str) -> peft.PeftModel:
+        check_fits(config, model)
         if getattr(config, "task_type", None) == peft.TaskType.SEQ_CLS and not config.modules_to_save:
             # PEFT's SEQ_CLS default only knows "classifier" and "score"; name the model's actual head.
             config.modules_to_save = head_prefixes(model)
@@ -35,8 +36,11 @@ class PeftBackend(Backend):
     def save(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
         model.save_pretrained(str(directory), safe_serialization=True)
 
-    def load(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> peft.PeftModel:
-        weight_file(directory, WEIGHTS)
+    def load(
+        self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool = False
+    ) -> peft.PeftModel:
+        # PEFT reads adapter_model.safetensors when present, else the pickle with torch.load(weights_only=True).
+        weight_file(directory, WEIGHTS, allow_pickle)
         return peft.PeftModel.from_pretrained(model, str(directory), adapter_name=PEFT_ADAPTER_NAME).eval()
 
     def load_weights(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:

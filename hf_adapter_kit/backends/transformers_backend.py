@@ -10,7 +10,7 @@ from transformers import PreTrainedModel
 from ..errors import AdapterKitError
 from ..methods.baselines import FullFineTuningConfig, HeadOnlyConfig
 from ..modeling import head_prefixes
-from .base import Backend, load_into, set_trainable, weight_file
+from .base import PICKLED_NAMES, Backend, load_into, set_trainable, weight_file
 
 
 FULL_WEIGHTS = "model.safetensors"
@@ -35,14 +35,19 @@ class TransformersBackend(Backend):
         head = {k: v.contiguous() for k, v in model.state_dict().items() if k.split(".", 1)[0] in prefixes}
         save_file(head, str(Path(directory) / HEAD_WEIGHTS), metadata={"format": "pt"})
 
-    def load(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> PreTrainedModel:
-        self.load_weights(model, directory, adapter_name)
+    def load(
+        self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool = False
+    ) -> PreTrainedModel:
+        self._load(model, directory, allow_pickle)
         return model.eval()
 
     def load_weights(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
-        full = (Path(directory) / FULL_WEIGHTS).is_file()
+        self._load(model, directory, allow_pickle=False)
+
+    def _load(self, model: PreTrainedModel, directory: Path, allow_pickle: bool) -> None:
+        full = any((Path(directory) / name).is_file() for name in (FULL_WEIGHTS, PICKLED_NAMES[FULL_WEIGHTS]))
         model.hf_adapter_kit_full = full
-        load_into(model, weight_file(directory, FULL_WEIGHTS if full else HEAD_WEIGHTS))
+        load_into(model, weight_file(directory, FULL_WEIGHTS if full else HEAD_WEIGHTS, allow_pickle))
 
     def remove(self, model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
         if getattr(model, "hf_adapter_kit_full", False):

@@ -65,9 +65,7 @@ def run_training(
     config = spec.configs[backend_name](**method_args.options())
     output_dir = check_output_dir(training_args.output_dir)
     resolve_model_path(model_args.model_name_or_path)
-    resume = training_args.resume_from_checkpoint
-    if resume is not None and not Path(resume).is_dir():
-        raise AdapterKitError(f"`resume_from_checkpoint`={resume!r} is not a folder: give a checkpoint-N folder.")
+    resume = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
     task = load_task(data_args.task, **data_args.load_kwargs())
     if training_args.learning_rate is None:
         training_args.learning_rate = spec.learning_rate
@@ -124,6 +122,32 @@ def run_training(
         trainable_parameters=trainable,
         base_parameters=base_parameters,
     )
+
+
+def resolve_checkpoint(resume: str | None, output_dir: Path) -> str | None:
+    """A complete checkpoint folder to resume from; ``"last"`` picks the newest complete one in ``output_dir``.
+
+    The Trainer writes ``trainer_state.json`` last, so a checkpoint without it was cut off while saving.
+    """
+    if resume is None:
+        return None
+    if resume == "last":
+        complete = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        if not complete:
+            raise AdapterKitError(
+                f"`resume_from_checkpoint`='last' found no complete checkpoint in `output_dir`={str(output_dir)!r}."
+            )
+        return str(max(complete, key=lambda p: int(p.name.rsplit("-", 1)[-1])))
+    if not Path(resume).is_dir():
+        raise AdapterKitError(
+            f"`resume_from_checkpoint`={resume!r} is not a folder: give a checkpoint-N folder or 'last'."
+        )
+    if not (Path(resume) / "trainer_state.json").is_file():
+        raise AdapterKitError(
+            f"`resume_from_checkpoint`={resume!r} is incomplete (no trainer_state.json: the run stopped while "
+            "saving it); give an earlier checkpoint or 'last'."
+        )
+    return resume
 
 
 def _training_record(model_args, data_args, method_args, training_args, task: TaskData) -> dict[str, Any]:

@@ -8,11 +8,33 @@ which writes exactly the files the backend's library writes itself.
 
 from __future__ import annotations
 
+import torch
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..backends import get_backend
 from ..saving import AdapterMeta, save_adapter
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped batches whose order depends only on (seed, epoch).
+
+    transformers' sampler draws from the global RNG, whose state at an epoch's start is not replayed when a run is
+    resumed from a checkpoint; with the order fixed by (seed, epoch), a resumed run sees the batches the
+    uninterrupted run saw. The Trainer (through accelerate) calls ``set_epoch`` before each epoch.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        return super().__iter__()
 
 
 class KitTrainer(Trainer):
@@ -28,7 +50,9 @@ class KitTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         if self.args.group_by_length and self._lengths is not None:
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGroupedSampler(batch, lengths=self._lengths)
+            return EpochSeededLengthGroupedSampler(
+                batch, lengths=self._lengths, seed=self.args.data_seed or self.args.seed
+            )
         return super()._get_train_sampler(train_dataset)
 
     def _save(self, output_dir: str | None = None, state_dict=None):

@@ -1,0 +1,234 @@
+"""Reliability: saves killed at random moments, training killed mid-epoch and resumed, unsafe or broken files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hf_adapter_kit import AdapterKitError, atomic, get_config, train
+from hf_adapter_kit.backends import get_backend
+from hf_adapter_kit.modeling import load_base_model
+from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, attach_meta, from_pretrained, save_adapter
+from tests.test_training import _write_csv
+
+
+LABELS = ["neg", "pos"]
+
+
+def _adapter_model(folder, method="pfeiffer", backend="adapters", **options):
+    base = load_base_model(folder, LABELS)
+    model = get_backend(backend).attach(base, get_config(method, backend=backend, **options), "toy")
+    meta = AdapterMeta.for_model(
+        base, method=method, backend=backend, adapter_name="toy", base_model=folder, label_names=LABELS
+    )
+    attach_meta(model, meta)
+    return model.eval()
+
+
+def _set_version(model, version: float) -> None:
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.fill_(version)
+
+
+def _version_of(model) -> set[float]:
+    return {float(p.flatten()[0]) for n, p in model.named_parameters() if "adapters.toy" in n or "classifier" in n}
+
+
+@pytest.mark.parametrize(("fallback", "kills"), [(False, 20), (True, 10)], ids=["exchange", "two-renames"])
+def test_killed_saves_leave_a_whole_adapter(tiny_model_dirs, tmp_path, monkeypatch, fallback, kills):
+    """A saver child is SIGKILLed at random moments; each time the folder loads, all of one version."""
+    if fallback:
+        monkeypatch.setattr(atomic, "_renameat2", None)
+    model = _adapter_model(tiny_model_dirs["bert"])
+    target = tmp_path / "adapter"
+    _set_version(model, 0.0)
+    save_adapter(model, target)
+    rng = random.Random(20261122)
+    previous, progressed = 0.0, 0
+    for kill in range(kills):
+        base = float((kill + 1) * 1000)
+        pid = os.fork()
+        if pid == 0:  # the child saves new versions as fast as it can until it is killed
+            try:
+                step = 0
+                while True:
+                    step += 1
+                    _set_version(model, base + step)
+                    save_adapter(model, target)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        versions = _version_of(from_pretrained(target))
+        assert len(versions) == 1, f"kill {kill}: files of different saves mixed: {versions}"
+        version = versions.pop()
+        assert version == previous or base < version < base + 1000, (kill, version, previous)
+        progressed += version != previous
+        previous = version
+    assert progressed >= kills * 0.8  # the kills landed while saves were going on, not before the first one
+    save_adapter(model, target)  # the next save clears what the killed ones left beside the folder
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+RESUME_ARGS = dict(
+    num_train_epochs=3,
+    per_device_train_batch_size=16,
+    save_strategy="steps",
+    save_steps=5,  # 4 steps per epoch: checkpoint-5 falls in the middle of the second epoch
+    eval_strategy="no",
+    load_best_model_at_end=False,
+    save_total_limit=None,
+    disable_tqdm=True,
+    max_length=16,
+    seed=7,
+)
+
+
+def test_killed_training_resumes_to_the_same_result(tiny_model_dirs, tmp_path):
+    files = {
+        "train_file": str(_write_csv(tmp_path / "train.csv", 64)),
+        "test_file": str(_write_csv(tmp_path / "test.csv", 16, seed=2)),
+        "validation_file": str(_write_csv(tmp_path / "val.csv", 16, seed=1)),
+    }
+    common = dict(model_name_or_path=tiny_model_dirs["bert"], text_column="review", label_column="stars", **files)
+    reference = train("pfeiffer", "toy", str(tmp_path / "reference"), **common, **RESUME_ARGS)
+
+    killed_dir = tmp_path / "killed"
+    script = textwrap.dedent(
+        f"""
+        import json, sys, time
+        from hf_adapter_kit import train
+        from hf_adapter_kit.training.trainer import KitTrainer
+        step = KitTrainer.training_step
+        def slow_step(self, *args, **kwargs):
+            time.sleep(0.3)  # slow enough for the parent to kill it right after checkpoint-5
+            return step(self, *args, **kwargs)
+        KitTrainer.training_step = slow_step
+        train("pfeiffer", "toy", {str(killed_dir)!r}, **json.loads(sys.argv[1]))
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script, json.dumps({**common, **RESUME_ARGS})])
+    state = killed_dir / "checkpoint-5" / "trainer_state.json"
+    deadline = time.monotonic() + 180
+    while not state.is_file() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert state.is_file(), "the child never wrote checkpoint-5"
+    assert not (killed_dir / "adapter").exists() and not (killed_dir / "checkpoint-12").exists(), "killed too late"
+
+    resumed = train("pfeiffer", "toy", str(killed_dir), resume_from_checkpoint="last", **common, **RESUME_ARGS)
+    assert resumed.test_metrics == reference.test_metrics
+    expected = load_file(str(reference.adapter_dir / "adapter.safetensors"))
+    got = load_file(str(resumed.adapter_dir / "adapter.safetensors"))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_incomplete_checkpoint_is_refused(tiny_model_dirs, tmp_path):
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    with pytest.raises(AdapterKitError, match=r"incomplete \(no trainer_state.json"):
+        train("pfeiffer", "tweets-polarity", str(tmp_path / "run"), resume_from_checkpoint=str(checkpoint))
+    with pytest.raises(AdapterKitError, match=r"'last' found no complete checkpoint"):
+        train("pfeiffer", "tweets-polarity", str(tmp_path / "run"), resume_from_checkpoint="last")
+
+
+@pytest.fixture
+def saved(tiny_model_dirs, tmp_path):
+    model = _adapter_model(tiny_model_dirs["bert"])
+    _set_version(model, 0.5)
+    return save_adapter(model, tmp_path / "adapter")
+
+
+def test_pickled_weights_need_an_explicit_opt_in(saved):
+    for name, pickled in (("adapter", "pytorch_adapter"), ("model_head", "pytorch_model_head")):
+        torch.save(load_file(str(saved / f"{name}.safetensors")), saved / f"{pickled}.bin")
+        (saved / f"{name}.safetensors").unlink()
+    with pytest.raises(AdapterKitError, match=r"can execute code.*allow_pickle=True"):
+        from_pretrained(saved)
+    assert _version_of(from_pretrained(saved, allow_pickle=True)) == {0.5}
+
+
+def test_pickle_opt_in_still_refuses_code(saved):
+    marker = saved.parent / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"x": Payload()}, saved / "pytorch_adapter.bin")
+    (saved / "adapter.safetensors").unlink()
+    with pytest.raises(AdapterKitError, match="Unable to load weights"):
+        from_pretrained(saved, allow_pickle=True)
+    assert not marker.exists(), "the pickle's code ran"
+
+
+def test_truncated_safetensors_is_refused(saved):
+    path = saved / "adapter.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(AdapterKitError, match=r"adapter.safetensors is not a valid safetensors file"):
+        from_pretrained(saved)
+
+
+def test_safetensors_with_wrong_shapes_is_refused(saved):
+    path = saved / "adapter.safetensors"
+    tensors = load_file(str(path))
+    save_file({k: torch.zeros(*v.shape[:-1], v.shape[-1] + 1) for k, v in tensors.items()}, str(path))
+    with pytest.raises(AdapterKitError, match=r"does not fit the base model"):
+        from_pretrained(saved)
+
+
+def test_unparsable_and_incomplete_kit_file(saved):
+    (saved / KIT_FILE).write_text("{not json")
+    with pytest.raises(AdapterKitError, match=r"is not valid JSON"):
+        from_pretrained(saved)
+    (saved / KIT_FILE).write_text(json.dumps({"method": "pfeiffer"}))
+    with pytest.raises(AdapterKitError, match=r"lacks the keys \['backend', 'adapter_name'"):
+        from_pretrained(saved)
+
+
+def test_newer_kit_keys_load_with_a_warning(saved):
+    meta = json.loads((saved / KIT_FILE).read_text())
+    (saved / KIT_FILE).write_text(json.dumps({**meta, "routing": "v2", "future_option": 1}))
+    with pytest.warns(UserWarning, match=r"\['future_option', 'routing'\].*newer"):
+        model = from_pretrained(saved)
+    assert _version_of(model) == {0.5}
+
+
+def test_another_depth_is_refused(saved):
+    meta = json.loads((saved / KIT_FILE).read_text())
+    (saved / KIT_FILE).write_text(json.dumps({**meta, "num_hidden_layers": 12}))
+    with pytest.raises(AdapterKitError, match=r"num_hidden_layers=12.*num_hidden_layers=2"):
+        from_pretrained(saved)
+
+
+@pytest.mark.parametrize(
+    ("method", "backend", "options", "match"),
+    [
+        ("lora", "peft", {"r": 64}, r"`r`=64 is larger than the model's hidden size 32"),
+        ("lora", "adapters", {"r": 33}, r"`r`=33 is larger"),
+        ("pfeiffer", "adapters", {"reduction_factor": 64}, r"`reduction_factor`=64 leaves no bottleneck"),
+    ],
+)
+def test_rank_or_bottleneck_larger_than_the_model(tiny_model_dirs, method, backend, options, match):
+    base = load_base_model(tiny_model_dirs["bert"], LABELS)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    with pytest.raises(AdapterKitError, match=match):
+        get_backend(backend).attach(base, get_config(method, backend=backend, **options), "toy")
+    assert base.state_dict().keys() == before.keys()  # nothing was added to the model
+    assert not hasattr(base, "adapters_config") and not any(p.requires_grad is False for p in base.parameters())
