@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .errors import AdapterKitError  # noqa: E402
 from . import atomic  # noqa: E402,F401
+from .errors import AdapterKitError  # noqa: E402
 from .registry import get_config, get_method, list_methods, register_method  # noqa: E402
 
 

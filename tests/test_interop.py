@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import adapters
 import datasets
@@ -16,7 +15,7 @@ from hf_adapter_kit import AdapterKitError, get_config
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.data import load_task
 from hf_adapter_kit.modeling import load_base_model
-from hf_adapter_kit.saving import AdapterMeta, KIT_FILE, attach_meta, from_pretrained, save_adapter
+from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, attach_meta, from_pretrained, save_adapter
 
 
 LABELS = ["neg", "pos"]

@@ -232,3 +232,12 @@ def test_rank_or_bottleneck_larger_than_the_model(tiny_model_dirs, method, backe
         get_backend(backend).attach(base, get_config(method, backend=backend, **options), "toy")
     assert base.state_dict().keys() == before.keys()  # nothing was added to the model
     assert not hasattr(base, "adapters_config") and not any(p.requires_grad is False for p in base.parameters())
+
+
+@pytest.mark.parametrize(("method", "backend"), [("pfeiffer", "adapters"), ("lora", "peft"), ("head", "transformers")])
+def test_head_for_another_label_count_is_refused(tiny_model_dirs, tmp_path, method, backend):
+    save_adapter(_adapter_model(tiny_model_dirs["bert"], method, backend), tmp_path / "a")
+    meta = json.loads((tmp_path / "a" / KIT_FILE).read_text())
+    (tmp_path / "a" / KIT_FILE).write_text(json.dumps({**meta, "label_names": ["x", "y", "z"]}))
+    with pytest.raises(AdapterKitError, match=r"shape.*\b2\b.*\b3\b|\b3\b.*\b2\b"):
+        from_pretrained(tmp_path / "a")

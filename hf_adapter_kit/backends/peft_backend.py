@@ -31,7 +31,7 @@ class PeftBackend(Backend):
         if getattr(config, "task_type", None) == peft.TaskType.SEQ_CLS and not config.modules_to_save:
             # PEFT's SEQ_CLS default only knows "classifier" and "score"; name the model's actual head.
             config.modules_to_save = head_prefixes(model)
-        return peft.get_peft_model(model, config, adapter_name=PEFT_ADAPTER_NAME)
+        return _dedupe_modules_to_save(peft.get_peft_model(model, config, adapter_name=PEFT_ADAPTER_NAME))
 
     def save(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
         model.save_pretrained(str(directory), safe_serialization=True)
@@ -41,7 +41,8 @@ class PeftBackend(Backend):
     ) -> peft.PeftModel:
         # PEFT reads adapter_model.safetensors when present, else the pickle with torch.load(weights_only=True).
         weight_file(directory, WEIGHTS, allow_pickle)
-        return peft.PeftModel.from_pretrained(model, str(directory), adapter_name=PEFT_ADAPTER_NAME).eval()
+        loaded = peft.PeftModel.from_pretrained(model, str(directory), adapter_name=PEFT_ADAPTER_NAME)
+        return _dedupe_modules_to_save(loaded).eval()
 
     def load_weights(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
         state = load_file(str(weight_file(directory, WEIGHTS)))
@@ -57,3 +58,12 @@ class PeftBackend(Backend):
 
     def base_model(self, model: peft.PeftModel) -> PreTrainedModel:
         return model.get_base_model()
+
+
+def _dedupe_modules_to_save(model: peft.PeftModel) -> peft.PeftModel:
+    """PEFT 0.21 appends its default head names to ``modules_to_save`` on every attach and every load, so the list
+    grows with each save/load round trip; keep each name once (order kept) so saved configs stay stable."""
+    for config in model.peft_config.values():
+        if config.modules_to_save:
+            config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
+    return model
