@@ -24,8 +24,10 @@ DEMO_DEFAULTS = {
 
 
 def _parse(argv: list[str], defaults: dict | None = None):
+    from .recipes import expand_config
     from .training.args import ARGUMENT_CLASSES
 
+    argv = expand_config(argv)
     parser = HfArgumentParser(ARGUMENT_CLASSES)
     if defaults:
         parser.set_defaults(**defaults)

@@ -101,7 +101,8 @@ def load_task(
             for split, path in files.items()
             if path is not None
         }
-        data = _from_tables(task, tables, columns, seed, str(files["train"]))
+        source = str(files["train"])
+        data = _from_tables(task, tables, columns, seed, f"Text classification from {source}", source)
     else:
         data = _hub_task(task, columns, seed)
     data.splits = _cap(data.splits, max_train_samples, max_eval_samples)
@@ -130,16 +131,25 @@ def _tweet_task(task: str, seed: int, validation_size: int, test_size: int) -> T
     return TaskData(task, splits, label_names, TWEET_DESCRIPTIONS[task], CORPUS_SOURCE)
 
 
-def _from_tables(name: str, tables: dict[str, dict[str, list]], columns: dict, seed: int, source: str) -> TaskData:
+def _from_tables(
+    name: str,
+    tables: dict[str, dict[str, list]],
+    columns: dict,
+    seed: int,
+    description: str,
+    source: str,
+    label_names: list[str] | None = None,
+) -> TaskData:
+    """Check and rename the columns, encode labels, carve missing splits: one path for files and Hub datasets."""
     checked = {split: _check_columns(split, table, columns) for split, table in tables.items()}
-    label_names = _label_names(checked["train"]["label"], None)
+    label_names = _label_names(checked["train"]["label"], label_names)
     encoded = {split: _encode_labels(split, table, label_names) for split, table in checked.items()}
     splits = _carve_missing(encoded, seed)
-    pair = columns["text_pair_column"] is not None
+    features = _features(label_names, pair=columns["text_pair_column"] is not None)
     dataset = datasets.DatasetDict(
-        {split: datasets.Dataset.from_dict(splits[split], features=_features(label_names, pair)) for split in SPLITS}
+        {split: datasets.Dataset.from_dict(splits[split], features=features) for split in SPLITS}
     )
-    return TaskData(name, dataset, label_names, f"Text classification from {source}", source)
+    return TaskData(name, dataset, label_names, description, source)
 
 
 def _hub_task(task: str, columns: dict, seed: int) -> TaskData:
@@ -153,20 +163,11 @@ def _hub_task(task: str, columns: dict, seed: int) -> TaskData:
             f"`task`={task!r} is not an embedded task ({', '.join(list_tasks())}), not a local file, and could not "
             f"be loaded as a Hub dataset ({err.__class__.__name__}: {str(err)[:200]}). Hub datasets need network."
         ) from err
-    names = None
     label_feature = loaded["train"].features.get(columns["label_column"])
-    if isinstance(label_feature, datasets.ClassLabel):
-        names = list(label_feature.names)
+    names = list(label_feature.names) if isinstance(label_feature, datasets.ClassLabel) else None
     tables = {split: loaded[split].to_dict() for split in SPLITS if split in loaded}
-    checked = {split: _check_columns(split, table, columns) for split, table in tables.items()}
-    label_names = _label_names(checked["train"]["label"], names)
-    encoded = {split: _encode_labels(split, table, label_names) for split, table in checked.items()}
-    splits = _carve_missing(encoded, seed)
-    pair = columns["text_pair_column"] is not None
-    dataset = datasets.DatasetDict(
-        {split: datasets.Dataset.from_dict(splits[split], features=_features(label_names, pair)) for split in SPLITS}
-    )
-    return TaskData(task, dataset, label_names, f"Hub dataset {task}", f"https://huggingface.co/datasets/{task}")
+    source = f"https://huggingface.co/datasets/{task}"
+    return _from_tables(task, tables, columns, seed, f"Hub dataset {task}", source, names)
 
 
 def _check_columns(split: str, table: dict[str, list], columns: dict) -> dict[str, list]:

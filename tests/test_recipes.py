@@ -1,0 +1,82 @@
+"""Every recipe YAML is loaded and run for a few steps on a tiny model; recipe errors name the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_adapter_kit import AdapterKitError
+from hf_adapter_kit.cli import _parse, main
+from hf_adapter_kit.recipes import load_recipe
+from tests.test_training import _write_csv
+
+
+RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*/config.yaml"))
+
+
+def test_every_method_has_a_recipe():
+    from hf_adapter_kit import list_methods
+
+    assert {p.parent.name for p in RECIPES} == set(list_methods())
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.parent.name)
+def test_recipe_runs_a_few_steps(recipe, tiny_model_dirs, tmp_path):
+    values = load_recipe(recipe)
+    assert values["method"] == recipe.parent.name
+    out = tmp_path / "run"
+    overrides = [
+        "--model_name_or_path",
+        tiny_model_dirs["bert"],
+        "--task",
+        "toy",
+        "--max_steps",
+        "3",
+        "--train_file",
+        str(_write_csv(tmp_path / "train.csv", 32)),
+        "--text_column",
+        "review",
+        "--label_column",
+        "stars",
+        "--output_dir",
+        str(out),
+        "--disable_tqdm",
+        "true",
+        "--max_train_samples",
+        "32",
+    ]
+    assert main(["train", "--config", str(recipe), *overrides]) == 0
+    assert (out / "adapter" / "hf_adapter_kit.json").is_file()
+
+
+def test_command_line_overrides_the_recipe(tmp_path):
+    model, data, method, training = _parse(["--config", "recipes/lora/config.yaml", "--learning_rate", "0.0003"])
+    assert training.learning_rate == 0.0003 and training.num_train_epochs == 2
+    assert method.method == "lora" and method.options() == {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+    assert model.max_length == 64 and data.max_train_samples == 4800
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("method: pfeiffer\nlora_rank: 4\n", r"Unknown argument\(s\) \['lora_rank'\]: allowed are .*max_length"),
+        ("method: [pfeiffer\n", r"is not valid YAML"),
+        ("- pfeiffer\n", r"must hold a mapping"),
+    ],
+)
+def test_bad_recipes(tmp_path, content, match):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(content)
+    with pytest.raises(AdapterKitError, match=match):
+        load_recipe(path)
+
+
+def test_missing_recipe_and_unknown_method(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"method": "adapterdrop", "output_dir": str(tmp_path / "out")}))
+    assert main(["train", "--config", str(path)]) == 2
+    assert "`method`='adapterdrop'" in capsys.readouterr().err and not (tmp_path / "out").exists()
