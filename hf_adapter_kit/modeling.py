@@ -73,10 +73,10 @@ def load_base_model(
             label2id={name: i for i, name in enumerate(label_names)},
             trust_remote_code=trust_remote_code,
         )
-    except OSError as err:
+    except (OSError, ValueError) as err:  # missing files, or a model type that needs code (trust_remote_code)
         raise AdapterKitError(
             f"`model_name_or_path`={model_name_or_path!r} could not be loaded ({err.__class__.__name__}: {err}). "
-            "Offline, use a local folder or the embedded default."
+            "Offline, use a local folder or the embedded default; model code runs only with trust_remote_code=True."
         ) from err
     if config.pad_token_id is None and getattr(config, "eos_token_id", None) is not None:
         config.pad_token_id = config.eos_token_id  # decoder models batch with padding through their EOS token

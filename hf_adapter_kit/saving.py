@@ -112,6 +112,9 @@ def save_adapter(model: torch.nn.Module, directory: str | os.PathLike, meta: Ada
     try:
         get_backend(meta.backend).save(model, staging, meta.adapter_name)
         (staging / KIT_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
+        from .cards import write_card  # cards read the folder back; imported here to keep saving free of cycles
+
+        write_card(staging, display_path=target)
         replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

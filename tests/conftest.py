@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,3 +60,29 @@ def clean_dir(tmp_path):
     """A folder that tests may fill; removed afterwards."""
     yield tmp_path
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+WORDS = {"positive": ["great", "lovely", "superb", "fine"], "negative": ["awful", "rude", "late", "broken"]}
+
+
+def write_csv(path: Path, rows: int, seed: int = 0) -> Path:
+    generator = torch.Generator().manual_seed(seed)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "stars"])
+        for i in range(rows):
+            label = "positive" if i % 2 else "negative"
+            word = WORDS[label][int(torch.randint(4, (1,), generator=generator))]
+            writer.writerow([f"the flight was {word} today", label])
+    return path
+
+
+@pytest.fixture
+def toy_files(tmp_path) -> dict[str, str]:
+    return {
+        "train_file": str(write_csv(tmp_path / "train.csv", 64)),
+        "validation_file": str(write_csv(tmp_path / "val.csv", 16, seed=1)),
+        "test_file": str(write_csv(tmp_path / "test.csv", 16, seed=2)),
+        "text_column": "review",
+        "label_column": "stars",
+    }

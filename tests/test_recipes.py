@@ -10,7 +10,7 @@ import yaml
 from hf_adapter_kit import AdapterKitError
 from hf_adapter_kit.cli import _parse, main
 from hf_adapter_kit.recipes import load_recipe
-from tests.test_training import _write_csv
+from tests.conftest import write_csv
 
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*/config.yaml"))
@@ -35,7 +35,7 @@ def test_recipe_runs_a_few_steps(recipe, tiny_model_dirs, tmp_path):
         "--max_steps",
         "3",
         "--train_file",
-        str(_write_csv(tmp_path / "train.csv", 32)),
+        str(write_csv(tmp_path / "train.csv", 32)),
         "--text_column",
         "review",
         "--label_column",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from hf_adapter_kit import AdapterKitError, atomic, get_config, train
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.modeling import load_base_model
 from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, attach_meta, from_pretrained, save_adapter
-from tests.test_training import _write_csv
+from tests.conftest import write_csv
 
 
 LABELS = ["neg", "pos"]
@@ -99,9 +100,9 @@ RESUME_ARGS = dict(
 
 def test_killed_training_resumes_to_the_same_result(tiny_model_dirs, tmp_path):
     files = {
-        "train_file": str(_write_csv(tmp_path / "train.csv", 64)),
-        "test_file": str(_write_csv(tmp_path / "test.csv", 16, seed=2)),
-        "validation_file": str(_write_csv(tmp_path / "val.csv", 16, seed=1)),
+        "train_file": str(write_csv(tmp_path / "train.csv", 64)),
+        "test_file": str(write_csv(tmp_path / "test.csv", 16, seed=2)),
+        "validation_file": str(write_csv(tmp_path / "val.csv", 16, seed=1)),
     }
     common = dict(model_name_or_path=tiny_model_dirs["bert"], text_column="review", label_column="stars", **files)
     reference = train("pfeiffer", "toy", str(tmp_path / "reference"), **common, **RESUME_ARGS)
@@ -241,3 +242,27 @@ def test_head_for_another_label_count_is_refused(tiny_model_dirs, tmp_path, meth
     (tmp_path / "a" / KIT_FILE).write_text(json.dumps({**meta, "label_names": ["x", "y", "z"]}))
     with pytest.raises(AdapterKitError, match=r"shape.*\b2\b.*\b3\b|\b3\b.*\b2\b"):
         from_pretrained(tmp_path / "a")
+
+
+@pytest.mark.parametrize("model_type", ["bert", "custom-bert"])
+def test_model_code_runs_only_when_asked(tiny_model_dirs, tmp_path, model_type):
+    """A model folder that ships its own modeling code: its code never runs unless trust_remote_code=True."""
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_model_dirs["bert"], folder)
+    marker = tmp_path / "code-ran"
+    (folder / "custom_config.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+        f"from transformers import BertConfig\n\nclass CustomConfig(BertConfig):\n    model_type = {model_type!r}\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type=model_type, auto_map={"AutoConfig": "custom_config.CustomConfig"})
+    (folder / "config.json").write_text(json.dumps(config))
+    if model_type == "bert":  # a type transformers knows: its own class is used, the folder's code is ignored
+        assert type(load_base_model(str(folder), LABELS)).__name__ == "BertForSequenceClassification"
+    else:
+        with pytest.raises(AdapterKitError, match=r"trust_remote_code"):
+            load_base_model(str(folder), LABELS)
+    assert not marker.exists(), "the folder's code ran without trust_remote_code"
+    with pytest.raises(Exception):  # noqa: B017 - only whether the code ran matters here
+        load_base_model(str(folder), LABELS, trust_remote_code=True)  # no custom model class: fails after
+    assert marker.exists(), "with trust_remote_code=True the code is the caller's choice and runs"

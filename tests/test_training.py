@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,32 +11,6 @@ import torch
 from hf_adapter_kit import AdapterKitError, from_pretrained, train
 from hf_adapter_kit.cli import main
 from hf_adapter_kit.workflow import logits
-
-
-WORDS = {"positive": ["great", "lovely", "superb", "fine"], "negative": ["awful", "rude", "late", "broken"]}
-
-
-def _write_csv(path: Path, rows: int, seed: int = 0) -> Path:
-    generator = torch.Generator().manual_seed(seed)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["review", "stars"])
-        for i in range(rows):
-            label = "positive" if i % 2 else "negative"
-            word = WORDS[label][int(torch.randint(4, (1,), generator=generator))]
-            writer.writerow([f"the flight was {word} today", label])
-    return path
-
-
-@pytest.fixture
-def toy_files(tmp_path) -> dict[str, str]:
-    return {
-        "train_file": str(_write_csv(tmp_path / "train.csv", 64)),
-        "validation_file": str(_write_csv(tmp_path / "val.csv", 16, seed=1)),
-        "test_file": str(_write_csv(tmp_path / "test.csv", 16, seed=2)),
-        "text_column": "review",
-        "label_column": "stars",
-    }
 
 
 QUICK = dict(num_train_epochs=2, per_device_train_batch_size=16, disable_tqdm=True, max_length=16)

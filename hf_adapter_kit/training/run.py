@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,8 +107,14 @@ def run_training(
     train_output = trainer.train(resume_from_checkpoint=resume)
     test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     meta.metrics = {key: float(test[f"test_{key}"]) for key in ("accuracy", "f1_macro")}
-    meta.training["train_runtime_s"] = round(train_output.metrics.get("train_runtime", 0.0), 1)
-    meta.training["global_steps"] = train_output.global_step
+    meta.training.update(
+        train_runtime_s=round(train_output.metrics.get("train_runtime", 0.0), 1),
+        global_steps=train_output.global_step,
+        trainable_parameters=trainable,
+        base_parameters=base_parameters,
+        hardware=hardware(),
+        task_description=task.description,
+    )
     adapter_dir = output_dir / "adapter"
     if trainer.is_world_process_zero():
         save_adapter(model, adapter_dir, meta)
@@ -122,6 +130,13 @@ def run_training(
         trainable_parameters=trainable,
         base_parameters=base_parameters,
     )
+
+
+def hardware() -> str:
+    """A short description of the device the run trained on, for model cards."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 def resolve_checkpoint(resume: str | None, output_dir: Path) -> str | None:

@@ -1,0 +1,1 @@
+"""Model card templates, shipped inside the package as ``hf_adapter_kit.model_cards``."""
