@@ -13,7 +13,11 @@ def __getattr__(name):
         from . import training as module
 
         return getattr(module, name)
-    if name in {"from_pretrained", "save_adapter", "remove_adapter", "AdapterMeta"}:
+    if name in {"from_pretrained", "push_to_hub"}:
+        from . import hub
+
+        return getattr(hub, name)
+    if name in {"save_adapter", "remove_adapter", "AdapterMeta"}:
         from . import saving
 
         return getattr(saving, name)
@@ -40,6 +44,7 @@ __all__ = [
     "list_tasks",
     "load_task",
     "pipeline",
+    "push_to_hub",
     "register_method",
     "remove_adapter",
     "save_adapter",

@@ -10,8 +10,9 @@ import transformers
 
 from .backends import get_backend
 from .errors import choices
+from .hub import from_pretrained
 from .modeling import load_tokenizer
-from .saving import from_pretrained, meta_of
+from .saving import meta_of
 
 
 SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis")

@@ -126,31 +126,36 @@ def folder_size(directory: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
 
 
-def from_pretrained(
-    path: str | os.PathLike,
+def load_folder(
+    directory: str | os.PathLike,
     *,
+    base_model: str | None = None,
     dtype: torch.dtype | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
 ) -> torch.nn.Module:
-    """Load the base model named by a saved adapter folder and attach the adapter and its head, active, in eval.
+    """Load the base model an adapter folder names (or ``base_model``), attach adapter and head; active, in eval.
 
     Weights are read from safetensors only; ``allow_pickle=True`` also accepts pickled weights, read with
     ``torch.load(weights_only=True)``. No model code from the Hub runs unless ``trust_remote_code=True``.
     """
-    directory = Path(path)
+    directory = Path(directory)
     recover(directory)
     if not directory.is_dir():
-        raise AdapterKitError(f"`path`={str(path)!r} is not a folder: give a folder written by hf_adapter_kit.")
-    meta = AdapterMeta.read(directory)
-    base = load_base_model(meta.base_model, meta.label_names, dtype=dtype, trust_remote_code=trust_remote_code)
+        raise AdapterKitError(f"`path`={str(directory)!r} is not a folder: give a folder written by hf_adapter_kit.")
+    if (directory / KIT_FILE).is_file():
+        meta = AdapterMeta.read(directory)
+    else:
+        from .interop import infer_meta  # a folder written by plain adapters or PEFT
+
+        meta = infer_meta(directory)
+    base_id = base_model or meta.base_model
+    base = load_base_model(base_id, meta.label_names, dtype=dtype, trust_remote_code=trust_remote_code)
     check_compatible(base, meta, directory)
     try:
         model = get_backend(meta.backend).load(base, directory, meta.adapter_name, allow_pickle=allow_pickle)
     except (RuntimeError, KeyError, OSError) as err:  # shapes or names that do not fit this base model
-        raise AdapterKitError(
-            f"The adapter in {directory} does not fit the base model {meta.base_model!r}: {err}"
-        ) from err
+        raise AdapterKitError(f"The adapter in {directory} does not fit the base model {base_id!r}: {err}") from err
     attach_meta(model, meta)
     return model
 

@@ -13,9 +13,10 @@ from typing import Any
 import torch
 
 from .backends import get_backend
+from .hub import from_pretrained
 from .inference import pipeline
 from .modeling import encoder_of, load_base_model
-from .saving import AdapterMeta, from_pretrained, remove_adapter
+from .saving import AdapterMeta, remove_adapter
 from .training import train
 
 

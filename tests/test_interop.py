@@ -9,13 +9,15 @@ import datasets
 import peft
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
 from hf_adapter_kit import AdapterKitError, get_config
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.data import load_task
+from hf_adapter_kit.hub import from_pretrained
 from hf_adapter_kit.modeling import load_base_model
-from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, attach_meta, from_pretrained, save_adapter
+from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
+from tests.conftest import TINY
 
 
 LABELS = ["neg", "pos"]
@@ -66,28 +68,58 @@ def test_plain_peft_loads_kit_folder(tiny_model_dirs, texts, tmp_path):
         assert torch.equal(plain(**batch).logits, model(**batch).logits)
 
 
-def test_kit_loads_plain_library_folders(tiny_model_dirs, texts, tmp_path):
-    """A folder written by plain `adapters` / PEFT loads with the kit once its metadata file is added."""
+def test_kit_loads_plain_adapters_folder(tiny_model_dirs, texts, tmp_path):
+    """A folder written by plain `adapters` (no hf_adapter_kit.json) loads with the kit, labels included."""
     folder = tiny_model_dirs["bert"]
-    plain = _plain_base(folder)
+    labels = {"id2label": {0: "bad", 1: "good"}, "label2id": {"bad": 0, "good": 1}}
+    plain = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, **labels)
     adapters.init(plain)
-    plain.add_adapter("task", config="seq_bn")
+    plain.add_adapter("task", config="double_seq_bn")
     plain.set_active_adapters("task")
-    plain.save_adapter(str(tmp_path / "raw"), "task", use_safetensors=True)
-    with pytest.raises(AdapterKitError, match=KIT_FILE):
-        from_pretrained(tmp_path / "raw")
-    meta = AdapterMeta.for_model(
-        plain,
-        method="pfeiffer",
-        backend="adapters",
-        adapter_name="task",
-        base_model=folder,
-        label_names=["LABEL_0", "LABEL_1"],
-    )
-    (tmp_path / "raw" / KIT_FILE).write_text(json.dumps(meta.__dict__))
+    with torch.no_grad():
+        for name, param in plain.named_parameters():
+            if "adapters.task" in name:
+                param.add_(0.05)
+    plain.eval().save_adapter(str(tmp_path / "raw"), "task", use_safetensors=True)
+    loaded = from_pretrained(tmp_path / "raw")
+    assert loaded.hf_adapter_kit_meta.method == "houlsby" and loaded.config.id2label == {0: "bad", 1: "good"}
     batch = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        assert torch.equal(from_pretrained(tmp_path / "raw")(**batch).logits, plain(**batch).logits)
+        assert torch.equal(loaded(**batch).logits, plain(**batch).logits)
+
+
+def test_kit_loads_plain_peft_folder(tiny_model_dirs, texts, tmp_path):
+    folder = tiny_model_dirs["roberta"]
+    plain = peft.get_peft_model(
+        _plain_base(folder), peft.LoraConfig(task_type="SEQ_CLS", r=4, init_lora_weights=False)
+    )
+    plain.eval().save_pretrained(str(tmp_path / "raw"))
+    loaded = from_pretrained(tmp_path / "raw")
+    assert loaded.hf_adapter_kit_meta.method == "lora" and loaded.config.num_labels == 2
+    batch = AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, plain(**batch).logits)
+
+
+def test_folder_that_is_not_an_adapter(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(AdapterKitError, match=r"neither hf_adapter_kit.json nor adapter_config.json"):
+        from_pretrained(tmp_path)
+    with pytest.raises(AdapterKitError, match=r"does not exist or is not a folder"):
+        from_pretrained(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("other", ["roberta", "wider-bert"])
+def test_adapter_for_another_base_model_is_refused(tiny_model_dirs, tmp_path, other):
+    model = _trained(tiny_model_dirs["bert"], "pfeiffer", "adapters")
+    save_adapter(model, tmp_path / "a")
+    if other == "roberta":
+        base, match = tiny_model_dirs["roberta"], r"model_type='bert'.*model_type='roberta'"
+    else:
+        base, match = str(tmp_path / "wide"), r"hidden_size=32.*hidden_size=48"
+        BertModel(BertConfig(**{**TINY, "hidden_size": 48})).save_pretrained(base)
+    with pytest.raises(AdapterKitError, match=match):
+        from_pretrained(tmp_path / "a", base_model=base)
 
 
 def test_pickle_only_folder_is_refused(tiny_model_dirs, tmp_path):
@@ -95,16 +127,6 @@ def test_pickle_only_folder_is_refused(tiny_model_dirs, tmp_path):
     save_adapter(model, tmp_path / "a")
     (tmp_path / "a" / "adapter.safetensors").rename(tmp_path / "a" / "pytorch_adapter.bin")
     with pytest.raises(AdapterKitError, match=r"adapter.safetensors.*pickled weights \['pytorch_adapter.bin'\]"):
-        from_pretrained(tmp_path / "a")
-
-
-def test_adapter_for_another_base_model_is_refused(tiny_model_dirs, tmp_path):
-    model = _trained(tiny_model_dirs["bert"], "pfeiffer", "adapters")
-    save_adapter(model, tmp_path / "a")
-    meta = json.loads((tmp_path / "a" / KIT_FILE).read_text())
-    meta["hidden_size"] = 384
-    (tmp_path / "a" / KIT_FILE).write_text(json.dumps(meta))
-    with pytest.raises(AdapterKitError, match=r"hidden_size=384.*hidden_size=32"):
         from_pretrained(tmp_path / "a")
 
 

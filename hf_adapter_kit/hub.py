@@ -1,0 +1,138 @@
+"""Sharing adapters on the Hugging Face Hub: ``push_to_hub`` and ``from_pretrained`` for every method and backend.
+
+Only safetensors, JSON and the card are downloaded (pickles only with ``allow_pickle=True``); an upload is one
+commit, so a failed push never leaves a partial adapter as the repo's head.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from huggingface_hub import HfApi, get_token, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+from .cards import write_card
+from .errors import AdapterKitError
+from .saving import KIT_FILE, AdapterMeta, load_folder, meta_of, save_adapter
+
+
+DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "README.md"]
+PICKLE_PATTERNS = ["*.bin"]
+
+
+def push_to_hub(
+    model_or_dir: torch.nn.Module | str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload an adapter folder (or a model's adapter) with its card naming ``repo_id``; returns the commit sha."""
+    _check_repo_id(repo_id)
+    token = token or get_token()
+    if token is None:
+        raise AdapterKitError(
+            f"Pushing to `repo_id`={repo_id!r}{' (private)' if private else ''} needs a token: pass token=... or "
+            "log in with `huggingface-cli login` / set HF_TOKEN."
+        )
+    with tempfile.TemporaryDirectory(prefix="hf_adapter_kit-push-") as tmp:
+        staging = Path(tmp) / "adapter"
+        if isinstance(model_or_dir, torch.nn.Module):
+            save_adapter(model_or_dir, staging, meta_of(model_or_dir))
+        else:
+            source = Path(model_or_dir)
+            AdapterMeta.read(source) if source.is_dir() else _not_a_folder("model_or_dir", model_or_dir)
+            shutil.copytree(source, staging)
+        write_card(staging, repo_id=repo_id)
+        meta = AdapterMeta.read(staging)
+        api = HfApi(token=token)
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision not in (None, "main"):
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(staging),
+                revision=revision,
+                commit_message=commit_message or f"Upload {meta.method} adapter for {meta.task} (hf_adapter_kit)",
+            )
+        except HfHubHTTPError as err:
+            raise AdapterKitError(f"Pushing to `repo_id`={repo_id!r} failed: {err}") from err
+    return info.oid
+
+
+def from_pretrained(
+    repo_id_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    base_model: str | None = None,
+    dtype: torch.dtype | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> torch.nn.Module:
+    """The base model with the adapter and its head attached and active, in eval mode, ready to predict.
+
+    ``repo_id_or_path`` is a local folder or a Hub repo id (``revision``: branch, tag or commit). Folders written by
+    plain ``adapters`` or PEFT load too. ``base_model`` overrides the base the adapter names (checked to match).
+    """
+    directory = resolve_adapter(repo_id_or_path, revision=revision, token=token, allow_pickle=allow_pickle)
+    return load_folder(
+        directory, base_model=base_model, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
+    )
+
+
+def resolve_adapter(
+    repo_id_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None, allow_pickle=False
+) -> Path:
+    """A local folder holding the adapter: the path itself, or a download of the Hub repo at ``revision``."""
+    path = Path(repo_id_or_path)
+    if path.is_dir():
+        return path
+    name = str(repo_id_or_path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        _not_a_folder("repo_id_or_path", repo_id_or_path)
+    _check_repo_id(name, argument="repo_id_or_path")
+    patterns = DOWNLOAD_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
+    try:
+        folder = snapshot_download(name, revision=revision, token=token, allow_patterns=patterns)
+    except RevisionNotFoundError as err:
+        raise AdapterKitError(f"`revision`={revision!r} does not exist in the Hub repo {name!r}.") from err
+    except RepositoryNotFoundError as err:
+        raise AdapterKitError(
+            f"`repo_id_or_path`={name!r} is neither a local folder nor a Hub repo you can read (a private repo "
+            "needs token=...)."
+        ) from err
+    except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise AdapterKitError(f"`repo_id_or_path`={name!r} could not be downloaded: {err}") from err
+    folder = Path(folder)
+    if not (folder / KIT_FILE).is_file() and not (folder / "adapter_config.json").is_file():
+        raise AdapterKitError(f"The Hub repo {name!r} (revision {revision or 'main'}) holds no adapter.")
+    return folder
+
+
+def _check_repo_id(repo_id: str, argument: str = "repo_id") -> None:
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise AdapterKitError(
+            f"`{argument}`={repo_id!r} is not a valid Hub repo id ('name' or 'owner/name')."
+        ) from err
+
+
+def _not_a_folder(argument: str, value) -> None:
+    raise AdapterKitError(f"`{argument}`={str(value)!r} does not exist or is not a folder: give an adapter folder.")

@@ -1,0 +1,82 @@
+"""Folders written by plain ``adapters`` or plain PEFT (no ``hf_adapter_kit.json``): what the kit reads from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors import safe_open
+
+from .errors import AdapterKitError
+from .saving import AdapterMeta
+
+
+def infer_meta(directory: Path) -> AdapterMeta:
+    """Metadata for a library's own adapter folder, from its adapter_config.json (and head files)."""
+    config_path = directory / "adapter_config.json"
+    if not config_path.is_file():
+        raise AdapterKitError(
+            f"`{directory}` is not an adapter folder: it has neither hf_adapter_kit.json nor adapter_config.json."
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise AdapterKitError(f"{config_path} is not valid JSON: {err}.") from err
+    if "peft_type" in config:
+        return _peft_meta(directory, config)
+    if "config" in config and "model_name" in config:
+        return _adapters_meta(directory, config)
+    raise AdapterKitError(f"{config_path} was written by neither PEFT nor adapters: it has no peft_type or config.")
+
+
+def _peft_meta(directory: Path, config: dict) -> AdapterMeta:
+    if config["peft_type"] != "LORA":
+        raise AdapterKitError(
+            f"{directory}: peft_type={config['peft_type']!r} is not a method the kit loads yet; it loads LORA."
+        )
+    num_labels = _head_outputs(directory / "adapter_model.safetensors")
+    return AdapterMeta(
+        method="lora",
+        backend="peft",
+        adapter_name="default",
+        base_model=config.get("base_model_name_or_path") or "",
+        label_names=[f"LABEL_{i}" for i in range(num_labels)],
+    )
+
+
+def _adapters_meta(directory: Path, config: dict) -> AdapterMeta:
+    inner = config["config"]
+    if inner.get("architecture") == "lora":
+        method = "lora"
+    elif inner.get("mh_adapter") and inner.get("output_adapter"):
+        method = "houlsby"
+    elif inner.get("output_adapter") and not inner.get("is_parallel"):
+        method = "pfeiffer"
+    else:
+        raise AdapterKitError(f"{directory}: this adapters config is not a method the kit loads yet: {inner}.")
+    head_path = directory / "head_config.json"
+    head = json.loads(head_path.read_text()) if head_path.is_file() else {}
+    label2id = head.get("label2id") or {}
+    labels = (
+        sorted(label2id, key=label2id.get) if label2id else [f"LABEL_{i}" for i in range(head.get("num_labels", 2))]
+    )
+    return AdapterMeta(
+        method=method,
+        backend="adapters",
+        adapter_name=config.get("name") or "adapter",
+        base_model=config["model_name"],
+        label_names=labels,
+        model_type=config.get("model_type", ""),
+        hidden_size=config.get("hidden_size", 0),
+    )
+
+
+def _head_outputs(weights: Path) -> int:
+    """Number of labels of the classification head saved in a PEFT file (its last head weight's rows)."""
+    if not weights.is_file():
+        raise AdapterKitError(f"`{weights.parent}` has no adapter_model.safetensors.")
+    with safe_open(str(weights), framework="pt") as handle:
+        heads = [k for k in handle.keys() if k.endswith(".weight") and any(h in k for h in ("classifier", "score"))]
+        if not heads:
+            raise AdapterKitError(f"{weights} holds no classification head (classifier or score).")
+        return handle.get_slice(sorted(heads)[-1]).get_shape()[0]
