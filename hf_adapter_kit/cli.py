@@ -61,6 +61,19 @@ def main(argv: list[str] | None = None) -> int:
 
             model_args, data_args, method_args, training_args = _parse(rest, DEMO_DEFAULTS)
             run_demo(**_as_kwargs(model_args, data_args, method_args, training_args, rest))
+        elif command == "push":
+            from .hub import push_to_hub
+
+            options = _push_parser().parse_args(rest)
+            sha = push_to_hub(
+                options.adapter_dir,
+                options.repo_id,
+                private=options.private,
+                token=options.token,
+                revision=options.revision,
+                commit_message=options.commit_message,
+            )
+            print(f"pushed {options.adapter_dir} to {options.repo_id} (commit {sha})")
         elif command == "methods":
             from .registry import get_method, list_methods
 
@@ -78,6 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-adapter-kit: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _push_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="hf-adapter-kit push", description="Upload an adapter folder to the Hub.")
+    parser.add_argument("adapter_dir")
+    parser.add_argument("repo_id")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--revision", default=None, help="Branch to push to (created if missing).")
+    parser.add_argument("--token", default=None, help="Default: the logged-in token or HF_TOKEN.")
+    parser.add_argument("--commit_message", default=None)
+    return parser
 
 
 def _as_kwargs(model_args, data_args, method_args, training_args, argv) -> dict:

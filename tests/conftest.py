@@ -12,6 +12,9 @@ import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, RobertaConfig
 
 
+# The local Hub-compatible server and its `hub` fixture (tests/hub_server.py).
+pytest_plugins = ["tests.hub_server"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

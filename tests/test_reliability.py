@@ -18,8 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from hf_adapter_kit import AdapterKitError, atomic, get_config, train
 from hf_adapter_kit.backends import get_backend
+from hf_adapter_kit.hub import from_pretrained
 from hf_adapter_kit.modeling import load_base_model
-from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, attach_meta, from_pretrained, save_adapter
+from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, attach_meta, save_adapter
 from tests.conftest import write_csv
 
 
