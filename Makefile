@@ -31,12 +31,12 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow"
 
 style: $(STAMP)
-	$(PY) -m ruff format hf_adapter_kit tests bench
-	$(PY) -m ruff check --fix hf_adapter_kit tests bench
+	$(PY) -m ruff format hf_adapter_kit model_cards tests bench
+	$(PY) -m ruff check --fix hf_adapter_kit model_cards tests bench
 
 quality: $(STAMP)
-	$(PY) -m ruff format --check hf_adapter_kit tests bench
-	$(PY) -m ruff check hf_adapter_kit tests bench
+	$(PY) -m ruff format --check hf_adapter_kit model_cards tests bench
+	$(PY) -m ruff check hf_adapter_kit model_cards tests bench
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"test metrics: {result.test_metrics}\nadapter: {result.adapter_dir} ({result.adapter_size_bytes:,} bytes)"
             )
         elif command == "demo":
+            from .recipes import expand_config
             from .workflow import run_demo
 
             model_args, data_args, method_args, training_args = _parse(rest, DEMO_DEFAULTS)
-            run_demo(**_as_kwargs(model_args, data_args, method_args, training_args, rest))
+            given = expand_config(rest)  # what the recipe and the command line set, for the Python API
+            run_demo(**_as_kwargs(model_args, data_args, method_args, training_args, given))
         elif command == "push":
             from .hub import push_to_hub
 

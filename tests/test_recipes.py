@@ -80,3 +80,15 @@ def test_missing_recipe_and_unknown_method(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"method": "adapterdrop", "output_dir": str(tmp_path / "out")}))
     assert main(["train", "--config", str(path)]) == 2
     assert "`method`='adapterdrop'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_demo_takes_a_recipe(monkeypatch, tmp_path):
+    """`hf-adapter-kit demo --config ...` passes the recipe's values (not only the demo defaults) to the workflow."""
+    import hf_adapter_kit.workflow as workflow
+
+    seen = {}
+    monkeypatch.setattr(workflow, "run_demo", lambda **kwargs: seen.update(kwargs))
+    assert main(["demo", "--config", "recipes/lora/config.yaml", "--output_dir", str(tmp_path / "d")]) == 0
+    assert seen["method"] == "lora" and seen["learning_rate"] == 0.002 and seen["backend"] == "peft"
+    assert seen["method_options"] == '{"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}'
+    assert seen["output_dir"] == str(tmp_path / "d") and seen["max_train_samples"] == 4800
