@@ -3,6 +3,10 @@
 __version__ = "0.1.0"
 
 from . import atomic  # noqa: E402,F401
+from .patches import transformers_pipeline as _transformers_pipeline  # noqa: E402
+
+
+_transformers_pipeline.apply()  # transformers.pipeline(model=<kit adapter>) gets the adapter's labels and head
 from .errors import AdapterKitError  # noqa: E402
 from .registry import get_config, get_method, list_methods, register_method  # noqa: E402
 

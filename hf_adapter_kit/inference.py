@@ -12,16 +12,22 @@ from .backends import get_backend
 from .errors import choices
 from .hub import from_pretrained
 from .modeling import load_tokenizer
+from .patches.transformers_pipeline import _original
 from .saving import meta_of
 
 
 SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis")
+# transformers' own function, also once the kit's patch (patches/transformers_pipeline.py) has replaced it.
+_transformers_pipeline = _original
 
 
 def pipeline(
     task: str = "text-classification",
     model: str | os.PathLike | torch.nn.Module | None = None,
     tokenizer: Any = None,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
     **kwargs: Any,
 ) -> transformers.Pipeline:
     """``transformers.pipeline`` over an adapter folder (or a model the kit loaded or trained).
@@ -32,8 +38,8 @@ def pipeline(
     if task not in SUPPORTED_PIPELINES:
         raise choices("task", task, SUPPORTED_PIPELINES)
     if model is None or isinstance(model, str | os.PathLike):
-        model = from_pretrained(model)
+        model = from_pretrained(model, revision=revision, token=token)
     meta = meta_of(model)
     tokenizer = tokenizer or load_tokenizer(meta.base_model)
     base = get_backend(meta.backend).base_model(model)
-    return transformers.pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)
+    return _transformers_pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)

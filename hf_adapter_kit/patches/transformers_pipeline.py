@@ -1,0 +1,75 @@
+"""``transformers.pipeline(task, model=<hf_adapter_kit adapter>)`` with the adapter's labels and head.
+
+Written against transformers 4.57.6. Why: for a PEFT adapter folder or repo, ``transformers.pipelines.pipeline``
+builds the model config from ``base_model_name_or_path`` (PEFT folders carry no label map), so it answers
+``LABEL_0``/``LABEL_1``, cannot size a head with more than two labels, and offline cannot find the embedded base by
+its Hub id. ``adapters`` folders it cannot load at all.
+
+What it changes: ``transformers.pipeline`` (and ``transformers.pipelines.pipeline``) becomes a wrapper that, for the
+text-classification task and a ``model`` given as a string naming an adapter saved by hf_adapter_kit (a local folder
+holding ``hf_adapter_kit.json``, or a Hub repo holding it), returns ``hf_adapter_kit.pipeline(...)``: a standard
+transformers pipeline over the base model with the adapter attached. Every other call goes to transformers
+unchanged. For a Hub id the wrapper first asks for ``hf_adapter_kit.json`` (one request; none when offline).
+Code that ran ``from transformers import pipeline`` before importing hf_adapter_kit keeps the original function.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import transformers
+import transformers.pipelines
+
+
+WRITTEN_AGAINST = "4.57"
+TASKS = {None, "text-classification", "sentiment-analysis"}
+_original = transformers.pipelines.pipeline
+
+
+def _is_kit_adapter(model: str, revision: str | None, token: Any) -> bool:
+    from ..saving import KIT_FILE
+
+    path = Path(model)
+    if path.is_dir():
+        return (path / KIT_FILE).is_file()
+    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        return False
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        hf_hub_download(model, KIT_FILE, revision=revision, token=token)
+    except (HfHubHTTPError, HFValidationError, OSError, ValueError):
+        return False
+    return True
+
+
+@functools.wraps(_original)
+def pipeline(task: str | None = None, model: Any = None, *args: Any, **kwargs: Any):
+    if task in TASKS and isinstance(model, str) and not args:
+        revision, token = kwargs.get("revision"), kwargs.get("token")
+        if _is_kit_adapter(model, revision, token):
+            from ..inference import pipeline as kit_pipeline
+
+            passthrough = {k: v for k, v in kwargs.items() if k in {"device", "top_k", "function_to_apply"}}
+            return kit_pipeline(
+                task or "text-classification",
+                model=model,
+                tokenizer=kwargs.get("tokenizer"),
+                revision=revision,
+                token=token,
+                **passthrough,
+            )
+    return _original(task, model, *args, **kwargs)
+
+
+pipeline.hf_adapter_kit_patch = True
+
+
+def apply() -> None:
+    transformers.pipelines.pipeline = pipeline
+    transformers.pipeline = pipeline
