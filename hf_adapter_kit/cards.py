@@ -14,12 +14,11 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .registry import get_method
-from .saving import KIT_FILE, AdapterMeta
+from .saving import AdapterMeta
 
 
 CARD_FILE = "README.md"
 LIBRARY = {"adapters": "adapter-transformers", "peft": "peft", "transformers": "transformers"}
-PACKAGES = {"adapters": "adapters", "peft": "peft", "transformers": "transformers"}
 METRIC_TYPES = {"accuracy": ("accuracy", "Accuracy"), "f1_macro": ("f1", "Macro F1")}
 
 
@@ -164,7 +163,7 @@ def _limitations(meta: AdapterMeta) -> str:
 
 
 def _versions(backend: str) -> list[tuple[str, str]]:
-    names = ["hf_adapter_kit", "torch", "transformers", PACKAGES[backend], "datasets", "huggingface_hub"]
+    names = ["hf_adapter_kit", "torch", "transformers", backend, "datasets", "huggingface_hub"]
     out = []
     for name in dict.fromkeys(names):
         try:
@@ -174,4 +173,4 @@ def _versions(backend: str) -> list[tuple[str, str]]:
     return out
 
 
-__all__ = ["KIT_FILE", "render_card", "write_card"]
+__all__ = ["render_card", "write_card"]

@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             from .recipes import expand_config
             from .workflow import run_demo
 
-            model_args, data_args, method_args, training_args = _parse(rest, DEMO_DEFAULTS)
             given = expand_config(rest)  # what the recipe and the command line set, for the Python API
+            model_args, data_args, method_args, training_args = _parse(given, DEMO_DEFAULTS)
             run_demo(**_as_kwargs(model_args, data_args, method_args, training_args, given))
         elif command == "push":
             from .hub import push_to_hub

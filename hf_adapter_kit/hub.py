@@ -25,6 +25,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from .cards import write_card
 from .errors import AdapterKitError
+from .modeling import looks_like_path
 from .saving import KIT_FILE, AdapterMeta, load_folder, meta_of, save_adapter
 
 
@@ -55,7 +56,9 @@ def push_to_hub(
             save_adapter(model_or_dir, staging, meta_of(model_or_dir))
         else:
             source = Path(model_or_dir)
-            AdapterMeta.read(source) if source.is_dir() else _not_a_folder("model_or_dir", model_or_dir)
+            if not source.is_dir():
+                _not_a_folder("model_or_dir", model_or_dir)
+            AdapterMeta.read(source)  # refuses a folder that is not a kit adapter, before any request
             shutil.copytree(source, staging)
         write_card(staging, repo_id=repo_id)
         meta = AdapterMeta.read(staging)
@@ -104,7 +107,7 @@ def resolve_adapter(
     if path.is_dir():
         return path
     name = str(repo_id_or_path)
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if path.exists() or looks_like_path(name):
         _not_a_folder("repo_id_or_path", repo_id_or_path)
     _check_repo_id(name, argument="repo_id_or_path")
     patterns = DOWNLOAD_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])

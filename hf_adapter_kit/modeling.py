@@ -39,7 +39,7 @@ def resolve_model_path(model_name_or_path: str) -> str:
     path = Path(model_name_or_path).expanduser()
     if path.is_dir():
         return str(path)
-    if path.exists() or _looks_like_path(model_name_or_path):
+    if path.exists() or looks_like_path(model_name_or_path):
         raise AdapterKitError(
             f"`model_name_or_path`={model_name_or_path!r} does not exist or is not a folder: give a model folder "
             f"(with config.json) or a Hub id such as {DEFAULT_MODEL!r}."
@@ -47,7 +47,7 @@ def resolve_model_path(model_name_or_path: str) -> str:
     return model_name_or_path
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     # A Hub id is "name" or "org/name"; anything else that does not exist locally is a mistyped path.
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 

@@ -16,7 +16,7 @@ from .backends import get_backend
 from .hub import from_pretrained
 from .inference import pipeline
 from .modeling import encoder_of, load_base_model
-from .saving import AdapterMeta, remove_adapter
+from .saving import AdapterMeta, attach_meta, remove_adapter
 from .training import train
 
 
@@ -43,7 +43,7 @@ def removal_check(adapter_dir: Path, tokenizer, texts: list[str]) -> tuple[bool,
     base = load_base_model(meta.base_model, meta.label_names).eval()
     before = hidden_states(base, tokenizer, texts)
     model = get_backend(meta.backend).load(base, adapter_dir, meta.adapter_name)
-    model.hf_adapter_kit_meta = meta
+    attach_meta(model, meta)
     with_adapter = hidden_states(get_backend(meta.backend).base_model(model), tokenizer, texts)
     restored = remove_adapter(model).eval()
     after = hidden_states(restored, tokenizer, texts)

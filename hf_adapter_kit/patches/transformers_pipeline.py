@@ -29,12 +29,13 @@ _original = transformers.pipelines.pipeline
 
 
 def _is_kit_adapter(model: str, revision: str | None, token: Any) -> bool:
+    from ..modeling import looks_like_path
     from ..saving import KIT_FILE
 
     path = Path(model)
     if path.is_dir():
         return (path / KIT_FILE).is_file()
-    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+    if path.exists() or looks_like_path(model):
         return False
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError

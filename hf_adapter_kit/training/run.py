@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
 
 from ..backends import get_backend
 from ..data import TaskData, load_task
@@ -147,7 +148,7 @@ def resolve_checkpoint(resume: str | None, output_dir: Path) -> str | None:
     if resume is None:
         return None
     if resume == "last":
-        complete = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        complete = [p for p in output_dir.glob("checkpoint-*") if (p / TRAINER_STATE_NAME).is_file()]
         if not complete:
             raise AdapterKitError(
                 f"`resume_from_checkpoint`='last' found no complete checkpoint in `output_dir`={str(output_dir)!r}."
@@ -157,7 +158,7 @@ def resolve_checkpoint(resume: str | None, output_dir: Path) -> str | None:
         raise AdapterKitError(
             f"`resume_from_checkpoint`={resume!r} is not a folder: give a checkpoint-N folder or 'last'."
         )
-    if not (Path(resume) / "trainer_state.json").is_file():
+    if not (Path(resume) / TRAINER_STATE_NAME).is_file():
         raise AdapterKitError(
             f"`resume_from_checkpoint`={resume!r} is incomplete (no trainer_state.json: the run stopped while "
             "saving it); give an earlier checkpoint or 'last'."
