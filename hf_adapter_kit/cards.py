@@ -41,24 +41,26 @@ def render_card(
     training = meta.training
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file() and p.name != CARD_FILE)
     title = f"{meta.method} adapter for {meta.task or 'text classification'}"
+    # multi-task adapters report each task's own test metrics; single-task ones their task's
+    per_task = training.get("task_metrics") or ({meta.task: meta.metrics} if meta.task else {})
+    measured = [(task, key, value) for task, m in per_task.items() for key, value in m.items() if key in METRIC_TYPES]
     results = [
         EvalResult(
             task_type="text-classification",
-            dataset_type=meta.task,
-            dataset_name=meta.task,
+            dataset_type=task,
+            dataset_name=task,
             dataset_split="test",
             metric_type=METRIC_TYPES[key][0],
             metric_name=METRIC_TYPES[key][1],
             metric_value=round(value, 4),
         )
-        for key, value in meta.metrics.items()
-        if key in METRIC_TYPES
+        for task, key, value in measured
     ]
     card_data = ModelCardData(
         library_name=LIBRARY[meta.backend],
         base_model=meta.base_model,
         tags=["hf_adapter_kit", meta.method, "text-classification", LIBRARY[meta.backend]],
-        datasets=[meta.task] if meta.task else None,
+        datasets=list(per_task) or None,
         license=license,
         pipeline_tag="text-classification",
         model_name=title,
@@ -86,14 +88,15 @@ def render_card(
         base_parameters=f"{base:,}",
         trainable_percent=f"{100 * trainable / base:.2f}%" if base else "n/a",
         adapter_size_bytes=f"{size:,}",
-        labels=", ".join(f"`{name}`" for name in meta.label_names),
+        labels=_labels(meta),
         results=[
-            {"task": meta.task, "split": "test", "metric": METRIC_TYPES[k][1], "value": f"{v:.4f}"}
-            for k, v in meta.metrics.items()
-            if k in METRIC_TYPES
+            {"task": task, "split": "test", "metric": METRIC_TYPES[k][1], "value": f"{v:.4f}"}
+            for task, k, v in measured
         ],
-        usage=_usage(reference),
+        usage=_multitask_usage(meta, reference) if meta.heads else _usage(reference),
         plain_usage=_plain_usage(meta, reference),
+        plain_title=f"With {LIBRARY[meta.backend]}'s own API"
+        + (" (hf_adapter_kit registers this method with it)" if _is_kit_method(meta) else " (without hf_adapter_kit)"),
         hyperparameters=[(k, v) for k, v in training.items() if k not in _NOT_HYPERPARAMETERS],
         train_runtime=f"{training.get('train_runtime_s', 0):.0f} s ({training.get('global_steps', 0)} steps)",
         hardware=training.get("hardware", "unknown hardware"),
@@ -129,7 +132,54 @@ def _usage(reference: str) -> str:
     )
 
 
+def _is_kit_method(meta: AdapterMeta) -> bool:
+    """Methods the libraries know only once hf_adapter_kit is imported."""
+    return meta.method in {"parallel", "hyperformer"} or (
+        meta.backend == "peft" and meta.method in {"houlsby", "pfeiffer"}
+    )
+
+
+def _labels(meta: AdapterMeta) -> str:
+    if meta.heads:
+        return "; ".join(f"{h['name']}: " + ", ".join(f"`{n}`" for n in h["label_names"]) for h in meta.heads)
+    return ", ".join(f"`{name}`" for name in meta.label_names)
+
+
+def _multitask_usage(meta: AdapterMeta, reference: str) -> str:
+    tasks = [head["name"] for head in meta.heads]
+    return (
+        "import hf_adapter_kit as kit\n"
+        "from transformers import AutoTokenizer\n\n"
+        f"model = kit.from_pretrained({reference!r})   # encoder + adapter + one head per task\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({meta.base_model!r})\n"
+        'batch = tokenizer(["What a lovely flight!", "Two hours late."], padding=True, return_tensors="pt")\n'
+        f"out = model(batch['input_ids'], batch['attention_mask'], task_ids={[tasks[0], tasks[-1]]!r})\n"
+        "print({task: logits.argmax(-1).tolist() for task, logits in out.logits.items()})"
+    )
+
+
 def _plain_usage(meta: AdapterMeta, reference: str) -> str:
+    if meta.heads:  # the encoder's adapter through the library; the heads are in heads.safetensors
+        opening = (
+            "import hf_adapter_kit  # registers the method\nfrom transformers import AutoModel, AutoTokenizer\n\n"
+        )
+        opening += f"model = AutoModel.from_pretrained({meta.base_model!r})\n"
+        opening += f"batch = AutoTokenizer.from_pretrained({meta.base_model!r})(['What a lovely flight!'], return_tensors='pt')\n"
+        if meta.backend == "peft":
+            load = f"from peft import PeftModel\nmodel = PeftModel.from_pretrained(model, {reference!r})\n"
+        else:
+            load = f"import adapters\nadapters.init(model)\nmodel.load_adapter({reference!r}, set_active=True, use_safetensors=True)\n"
+        tasks = [head["name"] for head in meta.heads]
+        return (
+            opening
+            + load
+            + f"hidden = model(**batch, task_ids={tasks[:1]!r} * len(batch['input_ids'])).last_hidden_state"
+        )
+    kit = "import hf_adapter_kit  # registers the method with the library\n" if _is_kit_method(meta) else ""
+    return kit + _plain_single(meta, reference)
+
+
+def _plain_single(meta: AdapterMeta, reference: str) -> str:
     load_base = (
         "from transformers import AutoModelForSequenceClassification\n\n"
         f"labels = {meta.label_names!r}\n"

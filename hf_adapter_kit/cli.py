@@ -2,12 +2,14 @@
 
 hf-adapter-kit train --method pfeiffer --task tweets-polarity --output_dir out [--any TrainingArguments field]
 hf-adapter-kit demo [same options; defaults sized for a few minutes on 2 CPU cores]
+hf-adapter-kit compare --task tweets-polarity --methods full,head,pfeiffer,lora --output_dir out [train options]
 hf-adapter-kit methods | tasks
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
@@ -63,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             given = expand_config(rest)  # what the recipe and the command line set, for the Python API
             model_args, data_args, method_args, training_args = _parse(given, DEMO_DEFAULTS)
             run_demo(**_as_kwargs(model_args, data_args, method_args, training_args, given))
+        elif command == "compare":
+            from .compare import compare
+
+            task, methods, output_dir, kwargs = _compare_arguments(rest)
+            rows = compare(task, methods, output_dir, **kwargs)
+            print((Path(output_dir) / "compare.md").read_text())
+            print(f"written: {output_dir}/compare.json, compare.md, compare.png ({len(rows)} methods)")
         elif command == "push":
             from .hub import push_to_hub
 
@@ -95,6 +104,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _compare_arguments(argv: list[str]):
+    """``--task``, ``--methods a,b,c`` and ``--output_dir`` for compare; the other keys are train() keywords."""
+    from .compare import DEFAULT_METHODS
+
+    given = _given(argv)
+    model_args, data_args, method_args, training_args = _parse(_without(argv, "--methods"))
+    methods = _value(argv, "--methods")
+    methods = methods.split(",") if methods else list(DEFAULT_METHODS)
+    kwargs = {}
+    for args in (model_args, data_args, method_args, training_args):
+        for name in _names(type(args)):
+            if name in given and name not in {"task", "output_dir", "method", "methods"}:
+                kwargs[name] = getattr(args, name)
+    output_dir = training_args.output_dir if "output_dir" in given else "outputs/compare"
+    return data_args.task, methods, output_dir, kwargs
+
+
+def _given(argv: list[str]) -> set[str]:
+    return {arg.lstrip("-").split("=", 1)[0] for arg in argv if arg.startswith("--")}
+
+
+def _value(argv: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
+
+
 def _push_parser():
     import argparse
 
@@ -110,7 +161,7 @@ def _push_parser():
 
 def _as_kwargs(model_args, data_args, method_args, training_args, argv) -> dict:
     """The demo takes the Python API's keywords: the demo defaults plus whatever the command line set."""
-    given = {arg.lstrip("-").split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    given = _given(argv)
     values = {}
     for args in (model_args, data_args, method_args, training_args):
         for name in _names(type(args)):

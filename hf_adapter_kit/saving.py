@@ -44,6 +44,8 @@ class AdapterMeta:
     task: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # multi-task models: [{name, kind, label_names}] in the adapter's task order (task ids are positions in it)
+    heads: list[dict[str, Any]] = field(default_factory=list)
     kit_version: str = __version__
 
     @classmethod
@@ -102,20 +104,40 @@ def check_output_dir(output_dir: str | os.PathLike) -> Path:
     return path
 
 
-def save_adapter(model: torch.nn.Module, directory: str | os.PathLike, meta: AdapterMeta | None = None) -> Path:
-    """Write the adapter folder atomically: into a temporary sibling, then renamed over ``directory``."""
+def save_adapter(
+    model: torch.nn.Module, directory: str | os.PathLike, meta: AdapterMeta | None = None, *, merge: bool = False
+) -> Path:
+    """Write the adapter folder atomically: into a temporary sibling, then renamed over ``directory``.
+
+    ``merge=True`` is for Trainer checkpoints, whose folder the adapter shares with the Trainer's own files and with
+    every process's RNG state: the adapter's files are renamed into the folder one by one (each rename atomic) and
+    the folder's other files stay. A checkpoint counts as complete once the Trainer writes ``trainer_state.json``,
+    after these files.
+    """
     meta = meta or meta_of(model)
     target = check_output_dir(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    recover(target, clean=True)
+    if not merge:
+        recover(target, clean=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
     try:
-        get_backend(meta.backend).save(model, staging, meta.adapter_name)
+        if meta.heads:  # a MultiTaskModel: the library's adapter files plus the task heads
+            from .multitask import save_heads
+
+            get_backend(meta.backend).save(model.encoder, staging, meta.adapter_name)
+            save_heads(model, staging)
+        else:
+            get_backend(meta.backend).save(model, staging, meta.adapter_name)
         (staging / KIT_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
         from .cards import write_card  # cards read the folder back; imported here to keep saving free of cycles
 
         write_card(staging, display_path=target)
-        replace_dir(staging, target)
+        if merge:
+            target.mkdir(exist_ok=True)
+            for path in staging.iterdir():  # the libraries write flat folders
+                os.replace(path, target / path.name)
+        else:
+            replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -150,12 +172,27 @@ def load_folder(
 
         meta = infer_meta(directory)
     base_id = base_model or meta.base_model
+    if meta.heads:
+        return _load_multitask(directory, meta, base_id, dtype, trust_remote_code)
     base = load_base_model(base_id, meta.label_names, dtype=dtype, trust_remote_code=trust_remote_code)
     check_compatible(base, meta, directory)
     try:
         model = get_backend(meta.backend).load(base, directory, meta.adapter_name, allow_pickle=allow_pickle)
     except (RuntimeError, KeyError, OSError) as err:  # shapes or names that do not fit this base model
         raise AdapterKitError(f"The adapter in {directory} does not fit the base model {base_id!r}: {err}") from err
+    attach_meta(model, meta)
+    return model
+
+
+def _load_multitask(directory: Path, meta: AdapterMeta, base_id: str, dtype, trust_remote_code: bool):
+    from transformers import AutoModel
+
+    from .modeling import resolve_model_path
+    from .multitask import load_multitask
+
+    encoder = AutoModel.from_pretrained(resolve_model_path(base_id), dtype=dtype, trust_remote_code=trust_remote_code)
+    check_compatible(encoder, meta, directory)
+    model = load_multitask(directory, meta, encoder)
     attach_meta(model, meta)
     return model
 

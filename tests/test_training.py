@@ -146,3 +146,39 @@ def test_bad_input_is_refused_before_anything_is_written(tiny_model_dirs, toy_fi
         if name != "output dir is a file":
             assert not out.exists(), name
     assert (tmp_path / "occupied").read_text() == "not a folder"
+
+
+def test_device_defaults_pick_mixed_precision_and_workers_per_device():
+    from hf_adapter_kit.training.args import device_defaults
+
+    assert device_defaults(cuda=False, bf16_supported=False) == {
+        "bf16": False,
+        "fp16": False,
+        "tf32": None,
+        "dataloader_num_workers": 0,
+    }
+    assert device_defaults(cuda=True, bf16_supported=True) == {
+        "bf16": True,
+        "fp16": False,
+        "tf32": True,
+        "dataloader_num_workers": 2,
+    }
+    assert device_defaults(cuda=True, bf16_supported=False) == {
+        "bf16": False,
+        "fp16": True,
+        "tf32": None,
+        "dataloader_num_workers": 2,
+    }
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_explicit_values_win_and_bf16_without_a_gpu_is_refused(tmp_path):
+    from hf_adapter_kit.training.args import KitTrainingArguments
+
+    args = KitTrainingArguments(output_dir=str(tmp_path / "a"), dataloader_num_workers=1, fp16=False)
+    assert (args.bf16, args.fp16, args.dataloader_num_workers) == (False, False, 1)  # this machine: CPU
+    assert KitTrainingArguments(output_dir=str(tmp_path / "b"), bf16=True, use_cpu=True).bf16  # CPU bf16 if asked
+    out = tmp_path / "run"
+    with pytest.raises(AdapterKitError, match=r"`bf16`=True is not valid on this machine: it has no GPU"):
+        train("pfeiffer", "toy", str(out), bf16=True)
+    assert not out.exists()

@@ -6,7 +6,9 @@ splits ``train``, ``validation`` and ``test`` and the columns ``text`` (str), op
 pandas or pyarrow, never through ``load_dataset`` and its cache.
 
 Splits are a seeded permutation (``numpy.random.default_rng(seed)``) of the rows in file order: test takes the first
-``test_size`` rows, validation the next ``validation_size``, train the rest. A file or Hub dataset without a
+``test_size`` rows, validation the next ``validation_size``, train the rest. The embedded tweet tasks share one such
+split of the corpus's distinct texts (see ``_tweet_task``), so that multi-task runs never train on a test tweet of
+another task. A file or Hub dataset without a
 validation or test split gets it carved from its train split the same way, each carved split capped at
 ``rows // (2 * number of carved splits)`` so that train keeps at least half of its rows. ``max_train_samples`` and
 ``max_eval_samples`` cut the splits afterwards, so that the test set for a seed never depends on them.
@@ -57,6 +59,7 @@ TWEET_TASKS = {
         "Tweets: negative / neutral / positive sentiment",
     ),
 }
+POLAR_SENTIMENTS = ("negative", "positive")  # tweets-polarity's sentiments: the split cuts are counted on them
 DEFAULT_COLUMNS: dict[str, str | None] = {"text_column": "text", "text_pair_column": None, "label_column": "label"}
 _AMAZON = {"text_column": "content", "text_pair_column": "title", "label_column": "label"}
 # Column names of Hub datasets, used when the caller left all three column arguments at their defaults.
@@ -208,17 +211,45 @@ def _check_column_arguments(columns: dict[str, str | None]) -> None:
 
 
 def _tweet_task(task: str, seed: int, sizes: dict[str, int], caps: dict[str, int | None]) -> TaskData:
+    """The three tweet tasks share one split of the corpus, so no tweet is in one task's training data and in
+    another's validation or test data (multi-task runs train on all three).
+
+    Each distinct text counts once (the corpus repeats 915 texts; a repeated text keeps its first copy's sentiment)
+    and gets its place in one seeded order of all distinct texts. Test takes the texts before a cut in that order,
+    validation those before a second cut, train the rest; the cuts are set so that ``tweets-polarity``, the smallest
+    task, has exactly ``test_size`` and ``validation_size`` rows. The other two tasks hold the same tweets plus the
+    neutral ones before those cuts, so their validation and test splits are larger.
+    """
     spec = TWEET_TASKS[task]
-    ids = {name: i for i, name in enumerate(spec.label_names)}
-    rows = [(text, ids[spec.label_of[s]]) for s, text in read_tweets() if s in spec.label_of]
-    if sizes["test"] + sizes["validation"] > len(rows) // 2:
+    sentiment_of: dict[str, str] = {}
+    for sentiment, text in read_tweets():
+        sentiment_of.setdefault(text, sentiment)
+    texts = list(sentiment_of)
+    position = np.empty(len(texts), dtype=np.int64)
+    position[np.random.default_rng(seed).permutation(len(texts))] = np.arange(len(texts))
+    polar = sorted(int(position[i]) for i, text in enumerate(texts) if sentiment_of[text] in POLAR_SENTIMENTS)
+    if sizes["test"] + sizes["validation"] > len(polar) // 2:
         raise AdapterKitError(
             f"`test_size`={sizes['test']} with `validation_size`={sizes['validation']} is not valid for {task!r}: "
-            f"together at most {len(rows) // 2} of its {len(rows)} rows, so that train keeps at least half."
+            f"together at most {len(polar) // 2} (half of the {len(polar)} tweets of tweets-polarity, the smallest "
+            "task, which the cuts are counted on), so that train keeps at least half."
         )
-    table = {"text": [text for text, _ in rows], "label": [label for _, label in rows]}
-    splits = _carve({"train": table}, seed, sizes, cap_each=None)
-    return _task_data(task, splits, list(spec.label_names), caps, spec.description, CORPUS_SOURCE)
+    test_end, validation_end = polar[sizes["test"]], polar[sizes["test"] + sizes["validation"]]
+    ids = {name: i for i, name in enumerate(spec.label_names)}
+    rows = sorted(
+        (int(position[i]), text, ids[spec.label_of[sentiment_of[text]]])
+        for i, text in enumerate(texts)
+        if sentiment_of[text] in spec.label_of
+    )
+    bounds = {"test": (0, test_end), "validation": (test_end, validation_end), "train": (validation_end, len(texts))}
+    tables = {
+        split: {
+            "text": [text for at, text, _ in rows if low <= at < high],
+            "label": [label for at, _, label in rows if low <= at < high],
+        }
+        for split, (low, high) in bounds.items()
+    }
+    return _task_data(task, tables, list(spec.label_names), caps, spec.description, CORPUS_SOURCE)
 
 
 def _file_task(

@@ -7,8 +7,9 @@ four dataclasses, so they accept exactly the same keys.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 from transformers import TrainingArguments
@@ -49,11 +50,19 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap validation and test examples."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the fixed train/validation/test split."})
+    tasks: Optional[list[str]] = field(  # noqa: UP045 (HfArgumentParser reads typing.Optional)
+        default=None,
+        metadata={
+            "help": "Several tasks at once, for the multi-task methods (hyperformer, parallel); replaces `task`."
+        },
+    )
+    temperature: float = field(
+        default=10.0, metadata={"help": "Multi-task sampling: a batch's task is drawn with p_i ~ n_i^(1/T)."}
+    )
 
     def load_kwargs(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in {"task", "split_seed"}} | {
-            "seed": self.split_seed
-        }
+        skip = {"task", "split_seed", "tasks", "temperature"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip} | {"seed": self.split_seed}
 
 
 @dataclass
@@ -103,6 +112,57 @@ class KitTrainingArguments(TrainingArguments):
         default_factory=torch.cuda.is_available, metadata={"help": "Pinned host memory (only useful with CUDA)."}
     )
     report_to: Union[None, str, list[str]] = field(default="none", metadata={"help": "Experiment trackers."})  # noqa: UP007
+    # None = chosen for the device (see device_defaults); an explicit value is kept.
+    # typing.Optional, not "bool | None": HfArgumentParser then also takes a bare --bf16 as true.
+    bf16: Optional[bool] = field(  # noqa: UP045
+        default=None, metadata={"help": "bf16 mixed precision; default: on GPUs that have it."}
+    )
+    fp16: Optional[bool] = field(  # noqa: UP045
+        default=None, metadata={"help": "fp16 mixed precision; default: on GPUs without bf16."}
+    )
+    tf32: Optional[bool] = field(  # noqa: UP045
+        default=None, metadata={"help": "TF32 matmuls; default: on with bf16-capable GPUs."}
+    )
+    dataloader_num_workers: Optional[int] = field(  # noqa: UP045
+        default=None, metadata={"help": "Data loading worker processes; default: 2 with a GPU, 0 on CPU."}
+    )
+
+    def __post_init__(self):
+        cuda = torch.cuda.is_available() and not self.use_cpu
+        bf16_supported = cuda and torch.cuda.is_bf16_supported()
+        if self.bf16 and cuda is False and not self.use_cpu:
+            raise AdapterKitError(
+                "`bf16`=True is not valid on this machine: it has no GPU. Leave bf16 unset (the kit picks bf16 on GPUs "
+                "that support it, fp16 on others), or add --use_cpu true to train in bf16 on the CPU."
+            )
+        if self.bf16 and cuda and not bf16_supported:
+            raise AdapterKitError(
+                f"`bf16`=True is not valid on {torch.cuda.get_device_name(0)}: it has no bf16; use --fp16 true."
+            )
+        for key, value in device_defaults(cuda, bf16_supported).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if launched_processes() > 1 and not torch.cuda.is_available():
+            # Under torchrun / accelerate launch on a machine without CUDA, accelerate builds a distributed (gloo)
+            # state only when told `cpu`; otherwise it reports DistributedType.NO, the model is never wrapped in DDP
+            # and each process trains its own copy on its shard of the data (measured: the ranks' weights diverged).
+            self.use_cpu = True
+        super().__post_init__()
+
+
+def launched_processes() -> int:
+    """How many processes a launcher (torchrun, accelerate launch) started for this run; 1 when run directly."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def device_defaults(cuda: bool, bf16_supported: bool) -> dict[str, Any]:
+    """What a run uses where the user said nothing: bf16 (fp16 on older GPUs), TF32 and data workers on GPU."""
+    return {
+        "bf16": bool(bf16_supported),
+        "fp16": bool(cuda and not bf16_supported),
+        "tf32": True if bf16_supported else None,  # TF32 exists on the same (Ampere+) GPUs as bf16
+        "dataloader_num_workers": 2 if cuda else 0,
+    }
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, MethodArguments, KitTrainingArguments)

@@ -63,6 +63,10 @@ def run_training(
     method_args: MethodArguments,
     training_args: KitTrainingArguments,
 ) -> TrainResult:
+    if data_args.tasks is not None:  # several tasks, one multi-task adapter
+        from .multitask import run_multitask_training
+
+        return run_multitask_training(model_args, data_args, method_args, training_args)
     # Every check on the arguments runs before anything is loaded, trained or written.
     spec, backend_name = resolve_backend(method_args.method, method_args.backend)
     config = spec.configs[backend_name](**method_args.options())

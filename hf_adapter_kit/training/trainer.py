@@ -56,11 +56,17 @@ class KitTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        save_adapter(self.model, output_dir or self.args.output_dir, self.kit_meta)
+        save_adapter(self.model, output_dir or self.args.output_dir, self.kit_meta, merge=True)
+
+    def _load_checkpoint_weights(self, model, checkpoint) -> None:
+        """Read the adapter (and head) weights of a checkpoint into ``model`` (resume and best-model restore)."""
+        self.kit_backend.load_weights(model, checkpoint, self.kit_meta.adapter_name)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        self.kit_backend.load_weights(model or self.model, resume_from_checkpoint, self.kit_meta.adapter_name)
+        self._load_checkpoint_weights(model or self.model, resume_from_checkpoint)
 
     def _load_best_model(self):
-        checkpoint = self.state.best_model_checkpoint
-        self.kit_backend.load_weights(self.model, checkpoint, self.kit_meta.adapter_name)
+        # transformers 4.57 has no barrier here: without one, a process may read the best checkpoint while rank 0 is
+        # still writing it.
+        self.accelerator.wait_for_everyone()
+        self._load_checkpoint_weights(self.model, self.state.best_model_checkpoint)

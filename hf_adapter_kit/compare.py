@@ -1,0 +1,209 @@
+"""``hf-adapter-kit compare``: every method trained on one task under the same budget, measured side by side.
+
+Each method trains in its own child process (so that its peak memory is its own), with the same data, epochs, batch
+size and length limit; each method keeps its own default learning rate. Per method: test accuracy and macro F1,
+trainable parameters (count and % of the base model), training samples/s, time per step (and relative to full
+fine-tuning when it is in the list), peak memory (CUDA allocator peak on GPU, the process's peak RSS on CPU), the
+adapter folder's size, and inference latency relative to the base model without adapter (batch of 32 test texts,
+timed interleaved with the base model, medians). Written to ``compare.json``, ``compare.md`` and ``compare.png``
+(accuracy against trainable parameters, one labelled point per method) in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import AdapterKitError, invalid
+
+
+DEFAULT_METHODS = ("full", "head", "houlsby", "pfeiffer", "parallel", "lora", "hyperformer")
+LATENCY_ROUNDS = 20
+
+
+def compare(
+    task: str = "tweets-polarity",
+    methods: tuple[str, ...] | list[str] = DEFAULT_METHODS,
+    output_dir: str = "outputs/compare",
+    **train_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Train ``methods`` on ``task`` with the same ``train_kwargs``; returns one row per method (also written)."""
+    from .registry import get_method
+    from .saving import check_output_dir
+    from .training.args import split_kwargs
+
+    methods = list(methods)
+    if not methods or len(set(methods)) != len(methods):
+        raise invalid("methods", methods, "a non-empty list of distinct method names.")
+    for name in methods:
+        get_method(name)  # unknown names fail here, naming the allowed ones
+    for key in ("method", "task", "output_dir", "tasks"):
+        if key in train_kwargs:
+            raise invalid(key, train_kwargs[key], "set by compare itself; give `task`, `methods` and `output_dir`.")
+    split_kwargs(dict(train_kwargs))  # unknown keys fail before any training
+    out = check_output_dir(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [_run_child(name, task, out, train_kwargs) for name in methods]
+    full = next((row for row in rows if row["method"] == "full"), None)
+    for row in rows:
+        row["step_time_vs_full"] = round(row["step_time_s"] / full["step_time_s"], 3) if full else None
+    report = {"task": task, "machine": machine(), "settings": train_kwargs, "methods": rows}
+    (out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "compare.md").write_text(markdown(report))
+    plot(rows, out / "compare.png", task)
+    return rows
+
+
+def _run_child(method: str, task: str, out: Path, train_kwargs: dict[str, Any]) -> dict[str, Any]:
+    job = {"method": method, "task": task, "output_dir": str(out / method), "train_kwargs": train_kwargs}
+    result_file = out / f".{method}.result.json"
+    command = [sys.executable, "-m", "hf_adapter_kit.compare", json.dumps(job), str(result_file)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or not result_file.is_file():
+        raise AdapterKitError(f"`methods`: training {method!r} failed:\n{done.stderr[-3000:]}")
+    row = json.loads(result_file.read_text())
+    result_file.unlink()
+    return row
+
+
+def measure(method: str, task: str, output_dir: str, train_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Train one method and measure it (runs in the child process)."""
+    import torch
+
+    from .modeling import load_base_model
+    from .training.run import train
+
+    result = train(method, task, output_dir, **train_kwargs)
+    training = result.meta.training
+    steps = max(training["global_steps"], 1)
+    peak = _peak_memory()
+    texts = result.task.splits["test"]["text"][:32]
+    batch = result.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    base = load_base_model(result.meta.base_model, result.meta.label_names).eval()
+    device = next(result.model.parameters()).device
+    base, batch = base.to(device), {k: v.to(device) for k, v in batch.items()}
+    model = result.model.eval()
+    base_ms, model_ms = [], []
+    with torch.inference_mode():
+        for _ in range(3):  # warm-up (the Hyperformer's weight cache fills here)
+            base(**batch), model(**batch)
+        for _ in range(LATENCY_ROUNDS):
+            base_ms.append(_timed(base, batch))
+            model_ms.append(_timed(model, batch))
+    return {
+        "method": method,
+        "backend": result.meta.backend,
+        "accuracy": round(result.test_metrics["accuracy"], 4),
+        "f1_macro": round(result.test_metrics["f1_macro"], 4),
+        "trainable_parameters": result.trainable_parameters,
+        "trainable_percent": round(result.trainable_percent, 3),
+        "train_samples_per_s": round(result.train_metrics.get("train_samples_per_second", 0.0), 1),
+        "steps": steps,
+        "step_time_s": round(training["train_runtime_s"] / steps, 4),
+        "peak_memory_mb": round(peak / 2**20, 1),
+        "adapter_bytes": result.adapter_size_bytes,
+        "latency_ms": round(statistics.median(model_ms), 2),
+        "base_latency_ms": round(statistics.median(base_ms), 2),
+        "latency_vs_base": round(statistics.median(model_ms) / statistics.median(base_ms), 3),
+    }
+
+
+def _timed(model, batch) -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model(**batch)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000
+
+
+def _peak_memory() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated()
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, no GPU, torch {torch.__version__}"
+
+
+COLUMNS = [
+    ("method", "method", "{}"),
+    ("backend", "backend", "{}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("f1_macro", "macro F1", "{:.4f}"),
+    ("trainable_parameters", "trainable params", "{:,}"),
+    ("trainable_percent", "% of base", "{:.2f}"),
+    ("train_samples_per_s", "train samples/s", "{:.1f}"),
+    ("step_time_vs_full", "step time vs full", "{:.2f}x"),
+    ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
+    ("adapter_bytes", "adapter folder (bytes)", "{:,}"),
+    ("latency_vs_base", "inference latency vs base", "{:.2f}x"),
+]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Methods compared on `{report['task']}`",
+        "",
+        f"Machine: {report['machine']}. Settings: `{json.dumps(report['settings'])}` (each method with its own default "
+        "learning rate). One run; every method trained and measured in its own process, side by side.",
+        "",
+        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in report["methods"]:
+        cells = ["n/a" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for row in rows:
+        axes.scatter(row["trainable_parameters"], row["accuracy"], s=40)
+        axes.annotate(
+            row["method"], (row["trainable_parameters"], row["accuracy"]), textcoords="offset points", xytext=(5, 4)
+        )
+    axes.set_xscale("log")
+    axes.set_xlabel("trainable parameters (log scale)")
+    axes.set_ylabel("test accuracy")
+    axes.set_title(f"Accuracy against trainable parameters: {task}")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+if __name__ == "__main__":  # the child process of compare(): python -m hf_adapter_kit.compare JOB RESULT_FILE
+    job = json.loads(sys.argv[1])
+    row = measure(job["method"], job["task"], job["output_dir"], job["train_kwargs"])
+    Path(sys.argv[2]).write_text(json.dumps(row))

@@ -1,0 +1,49 @@
+"""``hf-adapter-kit compare``: methods trained side by side under one budget; table, JSON and plot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_adapter_kit import AdapterKitError
+from hf_adapter_kit.cli import main
+from hf_adapter_kit.compare import COLUMNS, compare
+
+
+def test_compare_writes_table_json_and_plot(tiny_model_dirs, toy_files, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--task", "toy", "--methods", "full,pfeiffer", "--output_dir", str(out)]
+    argv += ["--model_name_or_path", tiny_model_dirs["bert"], "--num_train_epochs", "1", "--max_length", "16"]
+    argv += ["--disable_tqdm", "true"]
+    for key, value in toy_files.items():
+        argv += [f"--{key}", value]
+    assert main(argv) == 0
+    report = json.loads((out / "compare.json").read_text())
+    rows = {row["method"]: row for row in report["methods"]}
+    assert list(rows) == ["full", "pfeiffer"] and report["settings"]["num_train_epochs"] == 1.0
+    for row in rows.values():
+        assert {key for key, _, _ in COLUMNS} <= set(row)
+        assert 0 <= row["accuracy"] <= 1 and row["steps"] == 2 and row["latency_ms"] > 0 and row["peak_memory_mb"] > 0
+        assert row["adapter_bytes"] == sum(p.stat().st_size for p in (out / row["method"] / "adapter").iterdir())
+    assert rows["full"]["step_time_vs_full"] == 1.0
+    assert rows["pfeiffer"]["trainable_parameters"] < rows["full"]["trainable_parameters"]
+    table = (out / "compare.md").read_text()
+    assert table.count("\n| ") == 3 and "| pfeiffer | adapters |" in table and table in capsys.readouterr().out
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"methods": ["pfeiffer", "prefix"]}, r"`method`='prefix'"),
+        ({"methods": ["lora", "lora"]}, r"`methods`"),
+        ({"methods": []}, r"`methods`"),
+        ({"methods": ["lora"], "method": "full"}, r"`method`='full'.*set by compare"),
+        ({"methods": ["lora"], "learning_rat": 0.1}, r"Unknown argument\(s\) \['learning_rat'\]"),
+    ],
+)
+def test_bad_compare_input_is_refused_before_training(tmp_path, kwargs, match):
+    with pytest.raises(AdapterKitError, match=match):
+        compare("toy", output_dir=str(tmp_path / "cmp"), **kwargs)
+    assert not (tmp_path / "cmp").exists()

@@ -1,0 +1,322 @@
+"""The kit's own methods beyond the shared matrix (tests/test_methods_matrix.py): multi-task routing, the libraries'
+own APIs in a fresh process, PEFT's bottleneck against adapters', Hyperformer's parameter formula, its eval cache and
+new tasks, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import adapters
+import peft
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoModelForSequenceClassification, DistilBertConfig
+
+from hf_adapter_kit import AdapterKitError, get_config
+from hf_adapter_kit.backends import get_backend
+from hf_adapter_kit.custom.layers import HyperNetwork, hypernetwork_parameter_count
+from hf_adapter_kit.custom.tasks import add_task
+from hf_adapter_kit.modeling import load_base_model
+from tests.test_methods_matrix import LABELS, _attach, _batch, _perturb
+
+
+MULTI = [
+    ("parallel", "adapters", {"reduction_factor": 4, "tasks": ["a", "b", "c"]}),
+    ("parallel", "peft", {"reduction_factor": 4, "tasks": ["a", "b", "c"], "scaling": "learned"}),
+    ("hyperformer", "adapters", {"reduction_factor": 4, "tasks": ["a", "b", "c"], "projected_dim": 8}),
+    ("hyperformer", "peft", {"reduction_factor": 4, "tasks": ["a", "b", "c"], "projected_dim": 8}),
+]
+IDS = [f"{m}-{b}" for m, b, _ in MULTI]
+
+
+def _ready(folder, method, backend, options):
+    model = _attach(folder, method, backend, options)
+    _perturb(model)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize(("method", "backend", "options"), MULTI, ids=IDS)
+def test_mixed_task_batch_equals_per_task_runs(tiny_model_dirs, texts, arch, method, backend, options):
+    model = _ready(tiny_model_dirs[arch], method, backend, options)
+    batch = _batch(tiny_model_dirs[arch], texts * 2)  # 8 rows, padded once so that row slices match
+    tasks = ["a", "b", "c", "a", "c", "c", "b", "a"]
+    with torch.no_grad():
+        mixed = model(**batch, task_ids=tasks).logits
+        for task in "abc":
+            rows = [i for i, t in enumerate(tasks) if t == task]
+            alone = model(**{k: v[rows] for k, v in batch.items()}, task_ids=task).logits
+            torch.testing.assert_close(mixed[rows], alone, rtol=0, atol=1e-6)
+        # the tasks really differ: the same inputs routed to another task give other outputs
+        other = model(**batch, task_ids=torch.tensor([1, 2, 0, 1, 0, 0, 2, 1])).logits
+        assert not torch.allclose(mixed, other, atol=1e-4)
+
+
+@pytest.mark.parametrize(("method", "backend", "options"), MULTI, ids=IDS)
+def test_task_id_errors_name_the_argument(tiny_model_dirs, texts, method, backend, options):
+    model = _ready(tiny_model_dirs["bert"], method, backend, options)
+    batch = _batch(tiny_model_dirs["bert"], texts)
+    bad = [
+        None,  # a multi-task adapter needs task_ids
+        "sentiment",  # unknown name
+        [0, 1, 3, 0],  # out of range
+        [0, 1],  # the batch has 4
+        torch.tensor([-1, 0, 0, 0]),
+    ]
+    for task_ids in bad:
+        with pytest.raises(AdapterKitError, match=r"`task_ids`") as caught:
+            model(**batch, task_ids=task_ids)
+        assert "'a'" in str(caught.value) or "batch has 4" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "argument"),
+    [
+        ("hyperformer", {"tasks": []}, "tasks"),
+        ("hyperformer", {"tasks": ["a", "a"]}, "tasks"),
+        ("parallel", {"tasks": ["a", ""]}, "tasks"),
+        ("parallel", {"tasks": "ab"}, "tasks"),
+        ("hyperformer", {"task_embedding_dim": 0}, "task_embedding_dim"),
+        ("hyperformer", {"projected_dim": -2}, "projected_dim"),
+        ("parallel", {"scaling": "big"}, "scaling"),
+        ("hyperformer", {"reduction_factor": 0}, "reduction_factor"),
+        ("hyperformer", {"non_linearity": "wiggle"}, "non_linearity"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+def test_bad_config_values_are_refused(method, options, argument, backend):
+    with pytest.raises(AdapterKitError, match=f"`{argument}`"):
+        get_config(method, backend=backend, **options)
+
+
+def test_bad_positions_are_refused():
+    for bad in (["ffn", "ffn"], ["cross"], []):
+        with pytest.raises(AdapterKitError, match="`positions`"):
+            get_config("hyperformer", backend="peft", positions=bad)
+
+
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+@pytest.mark.parametrize("method", ["hyperformer", "parallel", "pfeiffer"])
+def test_architecture_without_a_placement_is_refused_untouched(tmp_path, method, backend):
+    if (method, backend) == ("pfeiffer", "adapters"):
+        pytest.skip("adapters' own seq_bn attaches wherever adapters supports the model")
+    config = DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=37)
+    model = AutoModelForSequenceClassification.from_config(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(AdapterKitError, match=r"model_type.*'distilbert'.*'bert'"):
+        get_backend(backend).attach(model, get_config(method, backend=backend), "toy")
+    assert not hasattr(model, "adapters_config") and not isinstance(model, peft.PeftModel)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# -- the libraries' own APIs, in a fresh process ------------------------------------------------------------------
+FRESH = """
+import json, sys, torch
+from safetensors.torch import load_file
+import hf_adapter_kit  # registers the kit's methods with both libraries; nothing else is used below
+import adapters, peft
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+cases = json.loads(sys.argv[1])
+for case in cases:
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(case["base"], num_labels=2)
+    if case["backend"] == "peft":
+        model = peft.PeftModel.from_pretrained(base, case["folder"])
+    else:
+        adapters.init(base)
+        name = base.load_adapter(case["folder"], set_active=True, use_safetensors=True)
+        model = base
+    model.eval()
+    batch = AutoTokenizer.from_pretrained(case["base"])(case["texts"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch, task_ids=case["task_ids"]).logits
+    expected = load_file(case["expected"])["logits"]
+    assert torch.equal(logits, expected), (case["folder"], (logits - expected).abs().max())
+print("ok", len(cases))
+"""
+
+
+def test_saved_with_the_library_api_loads_with_it_in_a_fresh_process(tiny_model_dirs, texts, tmp_path):
+    cases = []
+    for method, backend, options in MULTI + [("pfeiffer", "peft", {}), ("houlsby", "peft", {})]:
+        folder = tmp_path / f"{method}-{backend}"
+        model = _ready(tiny_model_dirs["bert"], method, backend, options)
+        task_ids = ["a", "c", "b", "a"] if "tasks" in options else None
+        batch = _batch(tiny_model_dirs["bert"], texts)
+        with torch.no_grad():
+            logits = model(**batch, **({"task_ids": task_ids} if task_ids else {})).logits
+        if backend == "peft":
+            model.save_pretrained(folder)  # PEFT's own API; adapter_config.json names the method
+            assert json.loads((folder / "adapter_config.json").read_text())["peft_type"].startswith("HF_ADAPTER_KIT_")
+        else:
+            model.save_adapter(str(folder), "toy", use_safetensors=True)  # adapters' own API
+        save_file({"logits": logits.contiguous()}, tmp_path / f"{method}-{backend}.safetensors")
+        case = {"base": tiny_model_dirs["bert"], "folder": str(folder), "backend": backend, "texts": texts}
+        cases.append(case | {"task_ids": task_ids, "expected": str(tmp_path / f"{method}-{backend}.safetensors")})
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH, json.dumps(cases)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"ok {len(cases)}", done.stderr[-3000:]
+
+
+WITHOUT_KIT = """
+import sys, adapters, peft
+from transformers import AutoModelForSequenceClassification
+base = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], num_labels=2)
+try:
+    if sys.argv[3] == "peft":
+        peft.PeftModel.from_pretrained(base, sys.argv[2])
+    else:
+        adapters.init(base)
+        base.load_adapter(sys.argv[2], use_safetensors=True)
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+def test_loading_without_the_kit_fails_naming_it(tiny_model_dirs, tmp_path, backend):
+    model = _ready(tiny_model_dirs["bert"], "hyperformer", backend, {"reduction_factor": 4})
+    if backend == "peft":
+        model.save_pretrained(tmp_path)
+    else:
+        model.save_adapter(str(tmp_path), "toy", use_safetensors=True)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_KIT, tiny_model_dirs["bert"], str(tmp_path), backend],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "KeyError" in done.stdout and "hf_adapter_kit" in done.stdout.lower(), done.stdout + done.stderr[-2000:]
+
+
+# -- PEFT's bottleneck is adapters' computation -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("method", "adapters_cls"), [("pfeiffer", adapters.SeqBnConfig), ("houlsby", adapters.DoubleSeqBnConfig)]
+)
+def test_peft_bottleneck_matches_adapters_weight_for_weight(tiny_model_dirs, texts, method, adapters_cls):
+    folder = tiny_model_dirs["bert"]
+    reference = AutoModel.from_pretrained(folder).eval()
+    adapters.init(reference)
+    reference.add_adapter("x", config=adapters_cls(reduction_factor=4, original_ln_before=False))
+    reference.set_active_adapters("x")
+    ours = peft.get_peft_model(
+        AutoModel.from_pretrained(folder), get_config(method, backend="peft", reduction_factor=4, task_type=None)
+    ).eval()
+    copied = 0
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if ".adapters.x." not in name:
+                continue
+            param.normal_(std=0.2)
+            block = name.split(".adapters.x.")[0]  # e.g. encoder.layer.0.output
+            part = "down" if "adapter_down" in name else "up"
+            target = f"base_model.model.{block}.dense.kit_adapters.default.{part}.{name.rsplit('.', 1)[1]}"
+            ours.get_parameter(target).copy_(param)
+            copied += 1
+    assert copied == 4 * 2 * (2 if method == "houlsby" else 1)  # 4 tensors x 2 layers x positions
+    batch = _batch(folder, texts)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch).last_hidden_state, reference(**batch).last_hidden_state)
+
+
+# -- Hyperformer++ ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+@pytest.mark.parametrize(
+    "options", [{}, {"tasks": ["a", "b", "c"], "conditional_layer_norm": False, "projected_dim": 16}]
+)
+def test_hyperformer_parameter_count_follows_the_formula(tiny_model_dirs, backend, options):
+    model = _attach(tiny_model_dirs["llama"], "hyperformer", backend, options)
+    head = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "score" in n)
+    adapter = sum(p.numel() for p in model.parameters() if p.requires_grad) - head
+    config = get_config("hyperformer", backend=backend, **options)
+    expected = hypernetwork_parameter_count(
+        hidden_size=32,
+        bottleneck_size=32 // 32,
+        num_layers=2,
+        num_tasks=len(config.tasks),
+        task_embedding_dim=config.task_embedding_dim,
+        projector_hidden_dim=config.projector_hidden_dim,
+        projected_dim=config.projected_dim,
+        conditional_layer_norm=config.conditional_layer_norm,
+    )
+    assert adapter == expected
+
+
+def test_eval_cache_serves_generated_weights_until_something_changes(monkeypatch):
+    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, tasks=["a", "b"], projected_dim=4)
+    calls = []
+    original = net._generate
+    monkeypatch.setattr(net, "_generate", lambda *args: calls.append(args) or original(*args))
+    net.eval()
+    with torch.no_grad():
+        first = net.generate(0, 1, "ffn")
+        assert net.generate(0, 1, "ffn") is first and len(calls) == 1  # cached
+        net.down_weight.weight.add_(0.5)  # an optimizer step or a reload changes a parameter in place
+        second = net.generate(0, 1, "ffn")
+        assert len(calls) == 2 and not torch.equal(second["down_weight"], first["down_weight"])
+    net.train()
+    with torch.no_grad():
+        net.generate(0, 1, "ffn")
+        net.generate(0, 1, "ffn")
+    assert len(calls) == 4  # training mode never caches
+    net.eval()
+    net.generate(0, 1, "ffn")
+    assert len(calls) == 5  # neither does autograd, whose graph must reach the generators
+
+
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+def test_cached_and_uncached_outputs_agree(tiny_model_dirs, texts, backend):
+    model = _ready(tiny_model_dirs["bert"], "hyperformer", backend, MULTI[2][2])
+    batch = _batch(tiny_model_dirs["bert"], texts)
+    with torch.enable_grad():
+        fresh = model(**batch, task_ids="b").logits.detach()
+    with torch.no_grad():
+        model(**batch, task_ids="b")  # fills the cache
+        cached = model(**batch, task_ids="b").logits
+    torch.testing.assert_close(cached, fresh, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+def test_a_new_task_learns_only_its_embedding(tiny_model_dirs, texts, tmp_path, backend):
+    folder = tiny_model_dirs["bert"]
+    model = _ready(folder, "hyperformer", backend, MULTI[2][2])
+    name = "toy" if backend == "adapters" else "default"
+    batch = _batch(folder, texts)
+    with torch.no_grad():
+        old = model(**batch, task_ids=["a", "b", "c", "a"]).logits
+    params_before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    embedding = add_task(model, "d", adapter_name=name)
+    assert [p for p in model.parameters() if p.requires_grad] == [embedding]
+    model.train()
+    optimizer = torch.optim.AdamW([embedding], lr=0.1)
+    labels = torch.tensor([1, 0, 1, 0])
+    for _ in range(5):
+        model(**batch, labels=labels, task_ids="d").loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    changed = {n for n, p in model.named_parameters() if n in params_before and not torch.equal(p, params_before[n])}
+    assert changed == set(), changed  # everything the old tasks use is untouched
+    with torch.no_grad():
+        assert torch.equal(model(**batch, task_ids=["a", "b", "c", "a"]).logits, old)
+        new = model(**batch, task_ids="d").logits
+    # the grown adapter saves and loads with its four tasks
+    if backend == "peft":
+        model.save_pretrained(tmp_path)
+        reloaded = peft.PeftModel.from_pretrained(load_base_model(folder, LABELS), tmp_path).eval()
+    else:
+        model.save_adapter(str(tmp_path), name, use_safetensors=True)
+        reloaded = load_base_model(folder, LABELS)
+        adapters.init(reloaded)
+        reloaded.load_adapter(str(tmp_path), set_active=True, use_safetensors=True)
+        reloaded.eval()
+        # adapters saves the static head separately; carry over the head the old tasks were trained with
+        reloaded.classifier.load_state_dict(model.classifier.state_dict())
+    if backend == "peft":
+        assert load_file(tmp_path / "adapter_model.safetensors")  # safetensors, readable
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch, task_ids="d").logits, new, rtol=0, atol=1e-6)

@@ -1,0 +1,119 @@
+"""The patches that register the kit's methods: each check fails loudly when PEFT or adapters change under them."""
+
+from __future__ import annotations
+
+import inspect
+
+import adapters
+import peft
+from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP, AdapterConfig
+from adapters.context import ForwardContext
+from adapters.loading import AdapterLoader
+from adapters.methods.bottleneck import BottleneckLayer
+from adapters.methods.modeling import Adapter, ParallelAdapter
+from adapters.model_mixin import ModelAdaptersMixin
+from peft import peft_model
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils.peft_types import PeftType
+
+import hf_adapter_kit  # noqa: F401  (applies the patches)
+from hf_adapter_kit.custom.adapters_glue import HyperformerConfig, MultiTaskParallelConfig
+from hf_adapter_kit.custom.peft_tuner import CONFIGS, PEFT_TYPES, TUNERS
+from hf_adapter_kit.patches import adapters_methods, peft_methods
+
+
+def test_peft_is_the_version_the_patch_was_written_against():
+    assert peft.__version__.startswith(peft_methods.WRITTEN_AGAINST), (
+        f"patches/peft_methods.py was written against peft {peft_methods.WRITTEN_AGAINST}.x; {peft.__version__} is "
+        "installed: re-check the enum extension, register_peft_method and the forward wrappers, then update it."
+    )
+    # the entry points the patch and the tuner rely on
+    assert list(inspect.signature(peft.utils.register_peft_method).parameters) == [
+        "name",
+        "config_cls",
+        "model_cls",
+        "prefix",
+        "is_mixed_compatible",
+    ]
+    assert list(inspect.signature(BaseTuner._create_and_replace).parameters)[1:7] == [
+        "peft_config",
+        "adapter_name",
+        "target",
+        "target_name",
+        "parent",
+        "current_key",
+    ]
+    for hook in (
+        "_prepare_adapter_config",
+        "_prepare_model",
+        "_check_target_module_exists",
+        "_replace_module",
+        "_remove_adapter_name_from_key",
+        "_unload_and_optionally_merge",
+        "delete_adapter",
+    ):
+        assert callable(getattr(BaseTuner, hook)), hook
+    assert {"adapter_layer_names", "set_adapter", "enable_adapters", "_move_adapter_to_device_of_base_layer"} <= set(
+        dir(BaseTunerLayer)
+    )
+
+
+def test_peft_knows_the_kit_types():
+    for kind, name in PEFT_TYPES.items():
+        peft_type = PeftType(name)
+        assert PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] is CONFIGS[kind]
+        assert PEFT_TYPE_TO_TUNER_MAPPING[peft_type] is TUNERS[kind]
+    assert {m.value for m in PeftType} >= set(PEFT_TYPES.values())
+
+
+def test_peft_forwards_take_task_ids_and_are_wrapped():
+    for name in peft_methods.FORWARD_CLASSES:
+        forward = getattr(peft_model, name).__dict__["forward"]
+        assert getattr(forward, "__kit_patched__", False), name
+    # PEFT itself still passes task_ids on only for its POLY method; if that changes, the wrapper may be obsolete
+    source = inspect.getsource(peft_model.PeftModelForSequenceClassification.forward.__wrapped__)
+    assert (
+        "PeftType.POLY" in source
+        and "task_ids"
+        in inspect.signature(peft_model.PeftModelForSequenceClassification.forward.__wrapped__).parameters
+    )
+
+
+def test_adapters_is_the_version_the_patch_was_written_against():
+    assert adapters.__version__.startswith(adapters_methods.WRITTEN_AGAINST), (
+        f"patches/adapters_methods.py was written against adapters {adapters_methods.WRITTEN_AGAINST}.x; "
+        f"{adapters.__version__} is installed: re-check the four patched entry points, then update it."
+    )
+    assert list(inspect.signature(adapters_methods._original["add_adapter"]).parameters) == [
+        "self",
+        "adapter_name",
+        "layer_idx",
+    ]
+    assert list(inspect.signature(adapters_methods._original["add_adapter_weights"]).parameters) == [
+        "self",
+        "adapter_name",
+    ]
+    assert "task_ids" in ForwardContext.context_args  # how task_ids reach the layers
+    # Adapter.pre_forward / post_forward read these flags, which the kit's modules set
+    source = inspect.getsource(Adapter.pre_forward) + inspect.getsource(Adapter.post_forward)
+    assert all(flag in source for flag in ("residual_before_ln", "original_ln_before", "original_ln_after"))
+    assert "original_ln_after" in inspect.getsource(ParallelAdapter.post_forward)
+    # shared weights are unfrozen through .values() and saved under shared_parameters.<name>.
+    assert ".values()" in inspect.getsource(ModelAdaptersMixin.train_adapter)
+    for name in ("filter_func", "rename_func"):  # still keyed on ".shared_parameters.<name>." (leading dot)
+        assert '".shared_parameters.{}."' in inspect.getsource(adapters_methods._original[name])
+
+
+def test_adapters_knows_the_kit_configs():
+    assert BottleneckLayer.add_adapter.__kit_patched__ and ModelAdaptersMixin._add_adapter_weights.__kit_patched__
+    loader = AdapterLoader(None)
+    assert loader.filter_func("mt")("shared_parameters.mt.projector.0.weight")  # bare encoders too
+    assert loader.rename_func("mt", "x")("shared_parameters.mt.a") == "shared_parameters.x.a"
+    assert loader.rename_func("mt", "x")("bert.shared_parameters.mt.a") == "bert.shared_parameters.x.a"
+    assert isinstance(ADAPTER_CONFIG_MAP["hyperformer"], HyperformerConfig)
+    assert isinstance(ADAPTER_CONFIG_MAP["multitask_parallel"], MultiTaskParallelConfig)
+    assert isinstance(ADAPTER_CONFIG_MAP["parallel"], adapters.ParBnConfig)  # adapters' own name is left alone
+    round_trip = AdapterConfig.load(HyperformerConfig(tasks=["a", "b"]).to_dict())
+    assert isinstance(round_trip, HyperformerConfig) and list(round_trip.tasks) == ["a", "b"]
+    assert AdapterConfig.load({"architecture": "lora"}).__class__ is adapters.LoRAConfig  # others go to adapters
