@@ -1,11 +1,13 @@
 """Training speed, measured side by side in one run on the embedded default (issue: recipes and comparison).
 
-1. Step time of each method relative to full fine-tuning, on the same batches (batch 32, dynamic padding).
+1. Step time of each method relative to full fine-tuning, on the same batches (batch 32, dynamic padding), with raw
+   ``adapters`` ``seq_bn`` (``adapters.init`` + ``add_adapter`` + ``train_adapter``, no kit code) as a reference.
 2. Training samples/s of the article's fixed padding to 100 tokens vs dynamic padding of shuffled batches vs dynamic
    padding of length-grouped batches (the kit's default), with the Pfeiffer adapter.
 
-Rounds interleave the variants, so that a slow patch of a shared machine hits all of them; the median per variant
-is reported. Usage: python bench/bench_training.py [--steps 20] [--rounds 3] [--out bench/results/training-cpu.md]
+Every batch is run by every variant back to back (the order rotating from batch to batch), so that a slow moment of
+a shared machine hits all variants alike; a ratio is the median over batches and rounds of the per-batch ratio.
+Usage: python bench/bench_training.py [--steps 20] [--rounds 3] [--out bench/results/training-cpu.md]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
+import adapters
 import torch
 from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -28,6 +31,7 @@ from hf_adapter_kit.modeling import DEFAULT_MODEL, load_base_model, load_tokeniz
 
 
 METHODS = ["full", "head", "pfeiffer", "houlsby", "lora"]
+RAW = "raw adapters seq_bn (reference)"
 
 
 def make_model(method: str, labels: list[str]):
@@ -39,15 +43,41 @@ def make_model(method: str, labels: list[str]):
     return model.train(), torch.optim.AdamW(params, lr=spec.learning_rate)
 
 
-def time_steps(model, optimizer, batches) -> float:
-    """Seconds per optimizer step over the given batches (forward, backward, step)."""
+def raw_adapters_model(labels: list[str]):
+    """The reference: ``adapters``' own seq_bn on the same base model, set up by hand."""
+    torch.manual_seed(0)
+    model = load_base_model(DEFAULT_MODEL, labels)
+    adapters.init(model)
+    model.add_adapter("raw", config="seq_bn")
+    model.train_adapter("raw")  # freezes everything but the adapter
+    for param in model.classifier.parameters():
+        param.requires_grad = True
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model.train(), torch.optim.AdamW(params, lr=1e-3)
+
+
+def step(model, optimizer, batch) -> float:
+    """Seconds for one optimizer step (forward, backward, update)."""
     start = time.perf_counter()
-    for batch in batches:
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return (time.perf_counter() - start) / len(batches)
+    model(**batch).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def interleaved(variants: dict[str, tuple], batches_of: dict[str, list], rounds: int) -> dict[str, list[float]]:
+    """Per variant, the time of each (round, batch); batch k of every variant runs back to back."""
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for k in range(len(next(iter(batches_of.values())))):
+            for name in names[k % len(names) :] + names[: k % len(names)]:
+                times[name].append(step(*variants[name], batches_of[name][k]))
+    return times
+
+
+def median_ratio(times: list[float], reference: list[float]) -> float:
+    return statistics.median(t / r for t, r in zip(times, reference, strict=True))
 
 
 def batches_from(dataset, order, collator, batch_size, steps):
@@ -108,35 +138,32 @@ def main() -> None:
     }
 
     models = {m: make_model(m, task.label_names) for m in METHODS}
-    trainable = {m: sum(p.numel() for p in models[m][0].parameters() if p.requires_grad) for m in METHODS}
-    step_times: dict[str, list[float]] = {m: [] for m in METHODS}
-    padding_times: dict[str, list[float]] = {name: [] for name in padding_variants}
-    for m in METHODS:  # warm-up: first steps pay for allocations
-        time_steps(*models[m], same_batches[:2])
-    for _ in range(args.rounds):
-        for m in METHODS:
-            step_times[m].append(time_steps(*models[m], same_batches))
-        for name, batches in padding_variants.items():
-            padding_times[name].append(time_steps(*models["pfeiffer"], batches))
+    models[RAW] = raw_adapters_model(task.label_names)
+    trainable = {m: sum(p.numel() for p in model.parameters() if p.requires_grad) for m, (model, _) in models.items()}
+    for m in models:  # warm-up: first steps pay for allocations
+        for batch in same_batches[:2]:
+            step(*models[m], batch)
+    step_times = interleaved(models, dict.fromkeys(models, same_batches), args.rounds)
+    padding_times = interleaved(dict.fromkeys(padding_variants, models["pfeiffer"]), padding_variants, args.rounds)
 
-    full = statistics.median(step_times["full"])
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
     lines = [
         "# Training speed on the embedded default",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_training.py --steps {args.steps} "
         f"--rounds {args.rounds}` on {machine}, no GPU. all-MiniLM-L6-v2, tweets-polarity, batch "
-        f"{args.batch_size}; median of {args.rounds} interleaved rounds of {args.steps} steps.",
+        f"{args.batch_size}; {args.rounds} rounds of {args.steps} batches, every batch run by every variant back to "
+        "back; s/step is the median step, a ratio the median of the per-batch ratios.",
         "",
         "## Step time by method (same batches, dynamic padding)",
         "",
         "| method | trainable params | s/step | vs full |",
         "|---|---|---|---|",
     ]
-    for m in METHODS:
+    for m in models:
         t = statistics.median(step_times[m])
-        lines.append(f"| {m} | {trainable[m]:,} | {t:.3f} | {t / full:.2f} |")
-    base = statistics.median(padding_times["fixed padding to 100 (article)"])
+        lines.append(f"| {m} | {trainable[m]:,} | {t:.3f} | {median_ratio(step_times[m], step_times['full']):.2f} |")
+    fixed_name = "fixed padding to 100 (article)"
     lines += [
         "",
         "## Padding (Pfeiffer adapter)",
@@ -147,9 +174,14 @@ def main() -> None:
         "| batches | padded tokens per epoch | samples/s | vs fixed 100 |",
         "|---|---|---|---|",
     ]
+    # Throughput over an epoch is total samples / total time: per round, the sum over the variant's batches.
+    totals = {
+        name: [sum(t[i : i + args.steps]) for i in range(0, len(t), args.steps)] for name, t in padding_times.items()
+    }
     for name in padding_variants:
-        t = statistics.median(padding_times[name])
-        lines.append(f"| {name} | {tokens[name]:,} | {args.batch_size / t:.1f} | {base / t:.2f}x |")
+        samples_per_s = args.steps * args.batch_size / statistics.median(totals[name])
+        speedup = 1 / median_ratio(totals[name], totals[fixed_name])
+        lines.append(f"| {name} | {tokens[name]:,} | {samples_per_s:.1f} | {speedup:.2f}x |")
     report = "\n".join(lines) + "\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)

@@ -2,8 +2,8 @@
 
 Each method trains in its own child process (so that its peak memory is its own), with the same data, epochs, batch
 size and length limit; each method keeps its own default learning rate. Per method: test accuracy and macro F1,
-trainable parameters (count and % of the base model), training samples/s, time per step (and relative to full
-fine-tuning when it is in the list), peak memory (CUDA allocator peak on GPU, the process's peak RSS on CPU), the
+trainable parameters (count and % of the base model), training samples/s and time per step (optimizer steps alone,
+without evaluation and checkpoints; relative to full fine-tuning when it is in the list), peak memory (CUDA allocator peak on GPU, the process's peak RSS on CPU), the
 adapter folder's size, and inference latency relative to the base model without adapter (batch of 32 test texts,
 timed interleaved with the base model, medians). Written to ``compare.json``, ``compare.md`` and ``compare.png``
 (accuracy against trainable parameters, one labelled point per method) in the output folder.
@@ -82,7 +82,7 @@ def measure(method: str, task: str, output_dir: str, train_kwargs: dict[str, Any
 
     result = train(method, task, output_dir, **train_kwargs)
     training = result.meta.training
-    steps = max(training["global_steps"], 1)
+    steps, step_time = max(training["global_steps"], 1), training["step_time_s"]  # optimizer steps alone
     peak = _peak_memory()
     texts = result.task.splits["test"]["text"][:32]
     batch = result.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
@@ -104,9 +104,10 @@ def measure(method: str, task: str, output_dir: str, train_kwargs: dict[str, Any
         "f1_macro": round(result.test_metrics["f1_macro"], 4),
         "trainable_parameters": result.trainable_parameters,
         "trainable_percent": round(result.trainable_percent, 3),
-        "train_samples_per_s": round(result.train_metrics.get("train_samples_per_second", 0.0), 1),
+        "train_samples_per_s": round(training["per_device_train_batch_size"] / step_time, 1),
         "steps": steps,
-        "step_time_s": round(training["train_runtime_s"] / steps, 4),
+        "step_time_s": step_time,
+        "train_runtime_s": training["train_runtime_s"],
         "peak_memory_mb": round(peak / 2**20, 1),
         "adapter_bytes": result.adapter_size_bytes,
         "latency_ms": round(statistics.median(model_ms), 2),

@@ -40,6 +40,16 @@ ARCHITECTURES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """transformers' TrainingArguments writes settings into os.environ (``ACCELERATE_MIXED_PRECISION=bf16`` for
+    bf16=True), where every later Trainer of the process would find them: no test's settings reach the next test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def embedded_path() -> str:
     from hf_adapter_kit.modeling import DEFAULT_MODEL, resolve_model_path

@@ -27,6 +27,9 @@ def test_compare_writes_table_json_and_plot(tiny_model_dirs, toy_files, tmp_path
         assert 0 <= row["accuracy"] <= 1 and row["steps"] == 2 and row["latency_ms"] > 0 and row["peak_memory_mb"] > 0
         assert row["adapter_bytes"] == sum(p.stat().st_size for p in (out / row["method"] / "adapter").iterdir())
     assert rows["full"]["step_time_vs_full"] == 1.0
+    for row in rows.values():  # optimizer steps alone: the run's whole time also holds evaluation and checkpoints
+        assert 0 < row["step_time_s"] * row["steps"] < row["train_runtime_s"]
+        assert row["train_samples_per_s"] == pytest.approx(32 / row["step_time_s"], rel=0.01)  # default batch 32
     assert rows["pfeiffer"]["trainable_parameters"] < rows["full"]["trainable_parameters"]
     table = (out / "compare.md").read_text()
     assert table.count("\n| ") == 3 and "| pfeiffer | adapters |" in table and table in capsys.readouterr().out

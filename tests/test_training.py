@@ -75,6 +75,35 @@ def test_best_checkpoint_is_restored(tiny_model_dirs, toy_files, tmp_path):
     assert torch.equal(logits(reloaded, result.tokenizer, texts), logits(result.model, result.tokenizer, texts))
 
 
+@pytest.mark.parametrize("multitask", [False, True], ids=["pfeiffer", "hyperformer-multitask"])
+def test_model_trained_in_mixed_precision_is_returned_plain(tiny_model_dirs, toy_files, tmp_path, multitask):
+    """accelerate wraps a mixed-precision model's forward in autocast; the kit hands back the model without that
+    wrapper, so its outputs are those of the saved adapter reloaded (CPU bf16 stands in for a GPU's bf16 here)."""
+    kwargs = {"tasks": ["tweets-polarity", "tweets-3way"], "max_train_samples": 32, "max_eval_samples": 16}
+    kwargs = (kwargs | {"method_options": '{"projected_dim": 4}'}) if multitask else toy_files
+    method = "hyperformer" if multitask else "pfeiffer"
+    result = train(
+        method,
+        "toy",
+        str(tmp_path / "run"),
+        model_name_or_path=tiny_model_dirs["bert"],
+        bf16=True,
+        use_cpu=True,
+        **kwargs,
+        **QUICK,
+    )
+    assert "_original_forward" not in vars(result.model)
+    reloaded = from_pretrained(result.adapter_dir)
+    batch = result.tokenizer(["the flight was lovely today", "lost bag"], padding=True, return_tensors="pt")
+    batch = {key: batch[key] for key in ("input_ids", "attention_mask")}
+    routed = {"task_ids": "tweets-3way"} if multitask else {}
+    with torch.no_grad():
+        ours, theirs = result.model(**batch, **routed).logits, reloaded(**batch, **routed).logits
+    if multitask:
+        ours, theirs = ours["tweets-3way"], theirs["tweets-3way"]
+    assert ours.dtype == torch.float32 and torch.equal(ours, theirs)
+
+
 def test_cli_mirrors_python_api(tiny_model_dirs, toy_files, tmp_path, capsys):
     argv = [
         "train",

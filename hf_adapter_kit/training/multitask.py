@@ -126,7 +126,7 @@ class MultiTaskTrainer(KitTrainer):
 
 def run_multitask_training(model_args, data_args, method_args, training_args):
     """``hf_adapter_kit.train(..., tasks=[...])``: checks, data, model, training, per-task test metrics, saving."""
-    from .run import TrainResult, _training_record, hardware, resolve_checkpoint
+    from .run import TrainResult, _training_record, resolve_checkpoint, run_record
 
     spec, backend = resolve_backend(method_args.method, method_args.backend)
     if spec.name not in MULTI_TASK_METHODS:
@@ -198,12 +198,9 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
         task_metrics={n: {k: float(test[f"test_{n}_{k}"]) for k in ("accuracy", "f1_macro")} for n in names},
         train_examples={n: s["train"].num_rows for n, s in zip(names, encoded, strict=True)},
         temperature=data_args.temperature,
-        train_runtime_s=round(train_output.metrics.get("train_runtime", 0.0), 1),
-        global_steps=train_output.global_step,
-        trainable_parameters=trainable,
-        base_parameters=base_parameters,
-        hardware=hardware(),
+        **run_record(trainer, train_output, trainable, base_parameters),
     )
+    model = trainer.trained_model()
     adapter_dir = output_dir / "adapter"
     if trainer.is_world_process_zero():
         save_adapter(model, adapter_dir, meta)

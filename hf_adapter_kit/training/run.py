@@ -113,13 +113,9 @@ def run_training(
     test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     meta.metrics = {key: float(test[f"test_{key}"]) for key in ("accuracy", "f1_macro")}
     meta.training.update(
-        train_runtime_s=round(train_output.metrics.get("train_runtime", 0.0), 1),
-        global_steps=train_output.global_step,
-        trainable_parameters=trainable,
-        base_parameters=base_parameters,
-        hardware=hardware(),
-        task_description=task.description,
+        **run_record(trainer, train_output, trainable, base_parameters), task_description=task.description
     )
+    model = trainer.trained_model()
     adapter_dir = output_dir / "adapter"
     if trainer.is_world_process_zero():
         save_adapter(model, adapter_dir, meta)
@@ -135,6 +131,18 @@ def run_training(
         trainable_parameters=trainable,
         base_parameters=base_parameters,
     )
+
+
+def run_record(trainer: KitTrainer, train_output, trainable: int, base_parameters: int) -> dict[str, Any]:
+    """What a finished run measured, for its metadata and card."""
+    return {
+        "train_runtime_s": round(train_output.metrics.get("train_runtime", 0.0), 1),
+        "step_time_s": round(trainer.step_timer.seconds_per_step, 4),  # optimizer steps alone
+        "global_steps": train_output.global_step,
+        "trainable_parameters": trainable,
+        "base_parameters": base_parameters,
+        "hardware": hardware(),
+    }
 
 
 def hardware() -> str:

@@ -8,8 +8,10 @@ which writes exactly the files the backend's library writes itself.
 
 from __future__ import annotations
 
+import time
+
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..backends import get_backend
@@ -37,9 +39,36 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+class StepTimer(TrainerCallback):
+    """Wall time of the optimizer steps alone (forward, backward, update), without data loading, evaluation or
+    checkpoints, which the Trainer's ``train_runtime`` includes: what step-time comparisons between methods need."""
+
+    def __init__(self):
+        self.seconds, self.steps, self._start = 0.0, 0, 0.0
+
+    @staticmethod
+    def _now() -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = self._now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds += self._now() - self._start
+        self.steps += 1
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / max(self.steps, 1)
+
+
 class KitTrainer(Trainer):
     def __init__(self, *args, kit_meta: AdapterMeta, **kwargs):
         super().__init__(*args, **kwargs)
+        self.step_timer = StepTimer()
+        self.add_callback(self.step_timer)
         self.kit_meta = kit_meta
         self.kit_backend = get_backend(kit_meta.backend)
         column = self.args.length_column_name
@@ -54,6 +83,12 @@ class KitTrainer(Trainer):
                 batch, lengths=self._lengths, seed=self.args.data_seed or self.args.seed
             )
         return super()._get_train_sampler(train_dataset)
+
+    def trained_model(self) -> torch.nn.Module:
+        """The model as the user gets it back. With mixed precision, accelerate wraps the model's ``forward`` in
+        autocast, and the wrapper would stay after training: outputs in bf16/fp16 that the saved adapter, reloaded,
+        does not reproduce. This returns the same model with its own ``forward``."""
+        return self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         save_adapter(self.model, output_dir or self.args.output_dir, self.kit_meta, merge=True)
