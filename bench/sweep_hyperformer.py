@@ -17,9 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from transformers import logging as hf_logging
-
-import hf_adapter_kit as kit
 from bench_hyperformer import (
     TASKS,
     TaskBatches,
@@ -34,6 +31,9 @@ from bench_hyperformer import (
     train,
     trainable,
 )
+from transformers import logging as hf_logging
+
+import hf_adapter_kit as kit
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer
 
 
@@ -42,7 +42,7 @@ DEFAULTS = {"learning_rate": 1e-3, "reduction_factor": 32, "projector_hidden_dim
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="[{}]", help="JSON list of overrides of %s" % DEFAULTS)
+    parser.add_argument("--variants", default="[{}]", help=f"JSON list of overrides of {DEFAULTS}")
     parser.add_argument("--steps-per-task", type=int, default=300)
     parser.add_argument("--output", default="bench/results/hyperformer-sweep-validation.md")
     args = parser.parse_args()
