@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from transformers import AutoModel, get_constant_schedule_with_warmup
 from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
+from hf_adapter_kit.compare import machine_info as machine
 from hf_adapter_kit.custom.layers import hypernetwork_parameter_count
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer, resolve_model_path
 from hf_adapter_kit.multitask import MultiTaskModel, TaskHead
@@ -220,26 +220,6 @@ def paired_difference(hyper_right: np.ndarray, pfeiffer_right: np.ndarray) -> tu
     """Accuracy difference (Hyperformer - Pfeiffer) on the same rows and its standard error (paired)."""
     diff = hyper_right.astype(np.float64) - pfeiffer_right.astype(np.float64)
     return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-
-
-def machine() -> dict:
-    """CPU model (from /proc/cpuinfo where there is one), cores, threads and versions."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        models = [
-            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-        ]
-        cpu = models[0] if models else cpu
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "adapters": adapters.__version__,
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 # -- main ------------------------------------------------------------------------------------------------------------

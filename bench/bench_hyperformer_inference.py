@@ -33,7 +33,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ from transformers import AutoModel
 from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
+from hf_adapter_kit.compare import machine_info as machine
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer, resolve_model_path
 
 
@@ -138,26 +138,6 @@ def time_forward(model: torch.nn.Module, kwargs: dict, repeats: int) -> float:
     for _ in range(repeats):
         model(**kwargs)
     return (time.perf_counter() - start) / repeats
-
-
-def machine() -> dict:
-    """CPU model (from /proc/cpuinfo where there is one), cores, threads and versions."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        models = [
-            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-        ]
-        cpu = models[0] if models else cpu
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "adapters": adapters.__version__,
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:

@@ -138,17 +138,32 @@ def _peak_memory() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def machine() -> str:
+def machine_info() -> dict[str, Any]:
+    """The machine a measurement ran on: CPU model (from /proc/cpuinfo where there is one), cores, GPU, versions."""
+    import adapters
     import torch
 
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, no GPU, torch {torch.__version__}"
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "adapters": adapters.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def machine() -> str:
+    info = machine_info()
+    if info["gpu"]:
+        return f"{info['gpu']}, torch {info['torch']}"
+    return f"{info['cpu']}, {info['cores']} cores, no GPU, torch {info['torch']}"
 
 
 COLUMNS = [

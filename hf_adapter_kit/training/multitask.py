@@ -25,7 +25,7 @@ from ..metrics import compute_classification_metrics
 from ..modeling import load_tokenizer, resolve_model_path
 from ..multitask import MultiTaskModel, TaskHead, attach_encoder, load_weights
 from ..registry import resolve_backend
-from ..saving import AdapterMeta, attach_meta, check_output_dir, folder_size, save_adapter
+from ..saving import AdapterMeta, attach_meta, check_output_dir
 from .preprocess import tokenize_task
 from .trainer import KitTrainer
 
@@ -126,7 +126,7 @@ class MultiTaskTrainer(KitTrainer):
 
 def run_multitask_training(model_args, data_args, method_args, training_args):
     """``hf_adapter_kit.train(..., tasks=[...])``: checks, data, model, training, per-task test metrics, saving."""
-    from .run import TrainResult, _training_record, resolve_checkpoint, run_record
+    from .run import _training_record, finish_run, resolve_checkpoint
 
     spec, backend = resolve_backend(method_args.method, method_args.backend)
     if spec.name not in MULTI_TASK_METHODS:
@@ -194,27 +194,18 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
         {name: splits["test"] for name, splits in zip(names, encoded, strict=True)}, metric_key_prefix="test"
     )
     meta.metrics = {key: float(test[f"test_{key}"]) for key in ("accuracy", "f1_macro")}
-    meta.training.update(
+    return finish_run(
+        trainer,
+        train_output,
+        meta,
+        tasks[0],
+        tokenizer,
+        output_dir,
+        trainable,
+        base_parameters,
         task_metrics={n: {k: float(test[f"test_{n}_{k}"]) for k in ("accuracy", "f1_macro")} for n in names},
         train_examples={n: s["train"].num_rows for n, s in zip(names, encoded, strict=True)},
         temperature=data_args.temperature,
-        **run_record(trainer, train_output, trainable, base_parameters),
-    )
-    model = trainer.trained_model()
-    adapter_dir = output_dir / "adapter"
-    if trainer.is_world_process_zero():
-        save_adapter(model, adapter_dir, meta)
-    return TrainResult(
-        model=model.eval(),
-        tokenizer=tokenizer,
-        task=tasks[0],
-        meta=meta,
-        adapter_dir=adapter_dir,
-        adapter_size_bytes=folder_size(adapter_dir) if adapter_dir.exists() else 0,
-        test_metrics=meta.metrics,
-        train_metrics=dict(train_output.metrics),
-        trainable_parameters=trainable,
-        base_parameters=base_parameters,
     )
 
 

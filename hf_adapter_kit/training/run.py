@@ -112,9 +112,32 @@ def run_training(
     train_output = trainer.train(resume_from_checkpoint=resume)
     test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     meta.metrics = {key: float(test[f"test_{key}"]) for key in ("accuracy", "f1_macro")}
-    meta.training.update(
-        **run_record(trainer, train_output, trainable, base_parameters), task_description=task.description
+    return finish_run(
+        trainer,
+        train_output,
+        meta,
+        task,
+        tokenizer,
+        output_dir,
+        trainable,
+        base_parameters,
+        task_description=task.description,
     )
+
+
+def finish_run(
+    trainer: KitTrainer,
+    train_output,
+    meta: AdapterMeta,
+    task: TaskData,
+    tokenizer: PreTrainedTokenizerBase,
+    output_dir: Path,
+    trainable: int,
+    base_parameters: int,
+    **record: Any,
+) -> TrainResult:
+    """Record what the run measured, save the adapter (rank 0 only) and describe the result."""
+    meta.training.update(**record, **run_record(trainer, train_output, trainable, base_parameters))
     model = trainer.trained_model()
     adapter_dir = output_dir / "adapter"
     if trainer.is_world_process_zero():
