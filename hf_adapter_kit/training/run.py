@@ -39,6 +39,7 @@ class TrainResult:
     train_metrics: dict[str, float] = field(default_factory=dict)
     trainable_parameters: int = 0
     base_parameters: int = 0
+    step_times: list[float] = field(default_factory=list)  # seconds of each optimizer step alone
 
     @property
     def trainable_percent(self) -> float:
@@ -153,6 +154,7 @@ def finish_run(
         train_metrics=dict(train_output.metrics),
         trainable_parameters=trainable,
         base_parameters=base_parameters,
+        step_times=list(trainer.step_timer.times),
     )
 
 

@@ -40,11 +40,12 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class StepTimer(TrainerCallback):
-    """Wall time of the optimizer steps alone (forward, backward, update), without data loading, evaluation or
+    """Wall time of each optimizer step alone (forward, backward, update), without data loading, evaluation or
     checkpoints, which the Trainer's ``train_runtime`` includes: what step-time comparisons between methods need."""
 
     def __init__(self):
-        self.seconds, self.steps, self._start = 0.0, 0, 0.0
+        self.times: list[float] = []
+        self._start = 0.0
 
     @staticmethod
     def _now() -> float:
@@ -56,12 +57,11 @@ class StepTimer(TrainerCallback):
         self._start = self._now()
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.seconds += self._now() - self._start
-        self.steps += 1
+        self.times.append(self._now() - self._start)
 
     @property
     def seconds_per_step(self) -> float:
-        return self.seconds / max(self.steps, 1)
+        return sum(self.times) / max(len(self.times), 1)
 
 
 class KitTrainer(Trainer):
