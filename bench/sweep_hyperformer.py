@@ -31,10 +31,11 @@ from bench_hyperformer import (
     train,
     trainable,
 )
+from transformers import AutoConfig
 from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
-from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer
+from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer, resolve_model_path
 
 
 DEFAULTS = {"learning_rate": 1e-3, "reduction_factor": 32, "projector_hidden_dim": 128, "projected_dim": None}
@@ -45,6 +46,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--variants", default="[{}]", help=f"JSON list of overrides of {DEFAULTS}")
     parser.add_argument("--steps-per-task", type=int, default=300)
     parser.add_argument("--output", default="bench/results/hyperformer-sweep-validation.md")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the rows (Pfeiffer included) of the JSON beside --output"
+    )
     args = parser.parse_args()
     variants = json.loads(args.variants)
     for variant in variants:
@@ -66,7 +70,7 @@ def evaluate(model, data, tokenizer, args) -> dict[str, dict[str, float]]:
             np.asarray(data[name]["eval_labels"]),
             len(data[name]["label_names"]),
         )
-        for name in TASKS
+        for name in data
     }
 
 
@@ -82,22 +86,24 @@ def main() -> None:
     def batches():  # fresh, identically seeded batch streams for every arm
         return {name: TaskBatches(d["train_texts"], d["train_labels"], 32, args.seed) for name, d in data.items()}
 
-    rows, pfeiffer_total, pfeiffer_scores = [], 0, {}
-    streams = batches()
-    for name in TASKS:
-        config = kit.get_config("pfeiffer", backend="adapters", reduction_factor=16)
-        model = build_model(config, {name: labels[name]}, args.seed)
-        pfeiffer_total += trainable(model.encoder)
-        train(model, [(name, streams[name], k) for k in range(n)], tokenizer, args, 1e-3)
-        pfeiffer_scores[name] = scores(
-            predict(model, name, data[name]["eval_texts"], tokenizer, args),
-            np.asarray(data[name]["eval_labels"]),
-            labels[name],
-        )
-        hidden, layers = model.encoder.config.hidden_size, model.encoder.config.num_hidden_layers
-        print(f"Pfeiffer {name}: {pfeiffer_scores[name]}", flush=True)
-    budget = pfeiffer_total // 3
-    rows.append({"arm": "3 x Pfeiffer (reduction 16, lr 0.001)", "weights": pfeiffer_total, "scores": pfeiffer_scores})
+    out = Path(args.output)
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"] if args.append else []
+    config = AutoConfig.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    if not any(row["arm"].startswith("3 x Pfeiffer") for row in rows):
+        pfeiffer_total, pfeiffer_scores, streams = 0, {}, batches()
+        for name in TASKS:
+            model = build_model(
+                kit.get_config("pfeiffer", backend="adapters", reduction_factor=16), {name: labels[name]}, args.seed
+            )
+            pfeiffer_total += trainable(model.encoder)
+            train(model, [(name, streams[name], k) for k in range(n)], tokenizer, args, 1e-3)
+            pfeiffer_scores[name] = evaluate(model, {name: data[name]}, tokenizer, args)[name]
+            print(f"Pfeiffer {name}: {pfeiffer_scores[name]}", flush=True)
+        arm = "3 x Pfeiffer (reduction 16, lr 0.001)"
+        rows.insert(0, {"arm": arm, "weights": pfeiffer_total, "scores": pfeiffer_scores, "date": now()})
+        write_report(out, rows, data, n)
+    budget = next(row["weights"] for row in rows if row["arm"].startswith("3 x Pfeiffer")) // 3
 
     sizes = [len(data[name]["train_texts"]) for name in TASKS]
     schedule = task_schedule(sizes, len(TASKS) * n, args.temperature, args.seed)
@@ -122,38 +128,51 @@ def main() -> None:
             projector_hidden_dim=variant["projector_hidden_dim"],
         )
         model = build_model(config, labels, args.seed)
-        assert trainable(model.encoder) == weights, (trainable(model.encoder), weights)
+        if trainable(model.encoder) != weights:
+            raise SystemExit(f"the hypernetwork has {trainable(model.encoder):,} weights, the formula {weights:,}")
         seconds = train(model, steps, tokenizer, args, variant["learning_rate"])
         result = evaluate(model, data, tokenizer, args)
         label = ", ".join(f"{k} {v}" for k, v in variant.items() if k != "projected_dim") + f", projected_dim {p}"
-        rows.append({"arm": f"Hyperformer++ ({label})", "weights": weights, "scores": result, "seconds": seconds})
+        rows.append(
+            {
+                "arm": f"Hyperformer++ ({label})",
+                "weights": weights,
+                "scores": result,
+                "seconds": seconds,
+                "date": now(),
+            }
+        )
         print(f"{rows[-1]['arm']}: {result}", flush=True)
+        write_report(out, rows, data, n)  # after every row: an interrupted sweep keeps what it measured
 
+
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M")
+
+
+def write_report(out: Path, rows: list[dict], data: dict, n: int) -> None:
     split_sizes = ", ".join(f"{name} {len(data[name]['eval_labels']):,}" for name in TASKS)
+    info = machine()
     lines = [
         "# Hyperformer++ settings chosen on the validation split",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python bench/sweep_hyperformer.py` on "
-        f"{machine()['cpu']}, {machine()['cores']} cores, no GPU. The settings of bench_hyperformer.py ({n} steps "
+        f"Measured with `python bench/sweep_hyperformer.py` (rows dated in the JSON beside this file; the last "
+        f"{now()}) on {info['cpu']}, {info['cores']} cores, no GPU. The settings of bench_hyperformer.py ({n} steps "
         f"per Pfeiffer task, {3 * n} Hyperformer++ steps, batch 32, seed 42), scored on each task's whole validation "
-        f"split ({split_sizes} rows). "
-        f"Budget: {budget:,} adapter weights (a third of the three Pfeiffer adapters). One run per row.",
+        f"split ({split_sizes} rows). Budget: {rows[0]['weights'] // 3:,} adapter weights (a third of the three "
+        "Pfeiffer adapters); every Hyperformer++ row is within it. One run per row.",
         "",
         "| arm | adapter weights | " + " | ".join(f"{t} acc" for t in TASKS) + " | mean acc |",
         "|---|---|" + "---|" * (len(TASKS) + 1),
     ]
     for row in rows:
         accs = [row["scores"][t]["accuracy"] for t in TASKS]
-        lines.append(
-            f"| {row['arm']} | {row['weights']:,} | "
-            + " | ".join(f"{a:.4f}" for a in accs)
-            + f" | {np.mean(accs):.4f} |"
-        )
-    out = Path(args.output)
+        cells = " | ".join(f"{a:.4f}" for a in accs)
+        lines.append(f"| {row['arm']} | {row['weights']:,} | {cells} | {np.mean(accs):.4f} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
-    print(out.read_text())
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
+    print(out.read_text(), flush=True)
 
 
 if __name__ == "__main__":
