@@ -156,6 +156,30 @@ def hyperformer_count(settings: dict, hidden: int, layers: int, projected_dim: i
     )
 
 
+def hyperformer_config(settings: dict, projected_dim: int):
+    """The ``adapters`` config of the three-task hypernetwork that ``hyperformer_count`` counts."""
+    return kit.get_config(
+        "hyperformer",
+        backend="adapters",
+        tasks=list(TASKS),
+        reduction_factor=settings["reduction_factor"],
+        projected_dim=projected_dim,
+        task_embedding_dim=settings["task_embedding_dim"],
+        projector_hidden_dim=settings["projector_hidden_dim"],
+    )
+
+
+def multitask_steps(batches: dict[str, TaskBatches], sizes: list[int], args) -> tuple[list, dict[str, int]]:
+    """The 3N Hyperformer++ steps as ``(task, its batches, how many of its batches came before)``, the task of each
+    drawn by ``task_schedule``, and how many batches each task got."""
+    visits, steps = dict.fromkeys(TASKS, 0), []
+    for index in task_schedule(sizes, len(TASKS) * args.steps_per_task, args.temperature, args.seed):
+        name = TASKS[index]
+        steps.append((name, batches[name], visits[name]))
+        visits[name] += 1
+    return steps, visits
+
+
 def largest_projected_dim(settings: dict, hidden: int, layers: int, budget: int) -> int:
     """The largest projected dim whose hypernetwork has at most ``budget`` weights."""
     fitting = [p for p in range(1, 257) if hyperformer_count(settings, hidden, layers, p) <= budget]
@@ -267,24 +291,9 @@ def main() -> None:
 
     # Hyperformer++: one hypernetwork, three heads, 3N steps with temperature sampling of the task of each batch.
     sizes = [len(data[name]["train_texts"]) for name in TASKS]
-    visits = dict.fromkeys(TASKS, 0)
-    steps = []  # (task, its batches, how many of its batches came before)
-    for index in task_schedule(sizes, len(TASKS) * n, args.temperature, args.seed):
-        name = TASKS[index]
-        steps.append((name, batches[name], visits[name]))
-        visits[name] += 1
+    steps, visits = multitask_steps(batches, sizes, args)
     print(f"Hyperformer++ on all tasks: {len(steps)} steps, batches per task {visits}, projected dim {projected_dim}")
-    config = kit.get_config(
-        "hyperformer",
-        backend="adapters",
-        tasks=list(TASKS),
-        reduction_factor=args.reduction_factor,
-        projected_dim=projected_dim,
-        task_embedding_dim=args.task_embedding_dim,
-        projector_hidden_dim=args.projector_hidden_dim,
-        conditional_layer_norm=True,
-    )
-    model = build_model(config, num_labels, args.seed)
+    model = build_model(hyperformer_config(vars(args), projected_dim), num_labels, args.seed)
     hyper_adapter, hyper_heads = trainable(model.encoder), trainable(model.heads)
     if hyper_adapter != expected:
         raise SystemExit(f"Hypernetwork has {hyper_adapter:,} trainable weights; the formula says {expected:,}.")

@@ -13,8 +13,6 @@ Usage: python bench/bench_training.py [--steps 20] [--rounds 3] [--out bench/res
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hf_adapter_kit import get_config, get_method
 from hf_adapter_kit.backends import get_backend
+from hf_adapter_kit.compare import machine_info
 from hf_adapter_kit.data import load_task
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_base_model, load_tokenizer
 
@@ -146,12 +145,13 @@ def main() -> None:
     step_times = interleaved(models, dict.fromkeys(models, same_batches), args.rounds)
     padding_times = interleaved(dict.fromkeys(padding_variants, models["pfeiffer"]), padding_variants, args.rounds)
 
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    info = machine_info()  # this script trains on the CPU even where there is a GPU
+    cpu = f"{info['cpu']}, {info['cores']} CPU cores, torch {info['torch']}"
     lines = [
         "# Training speed on the embedded default",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} with `python bench/bench_training.py --steps {args.steps} "
-        f"--rounds {args.rounds}` on {machine}, no GPU. all-MiniLM-L6-v2, tweets-polarity, batch "
+        f"--rounds {args.rounds}` on {cpu}, on the CPU. all-MiniLM-L6-v2, tweets-polarity, batch "
         f"{args.batch_size}; {args.rounds} rounds of {args.steps} batches, every batch run by every variant back to "
         "back; s/step is the median step, a ratio the median of the per-batch ratios.",
         "",

@@ -21,13 +21,14 @@ from bench_hyperformer import (
     TASKS,
     TaskBatches,
     build_model,
+    hyperformer_config,
     hyperformer_count,
     largest_projected_dim,
     load_data,
     machine,
+    multitask_steps,
     predict,
     scores,
-    task_schedule,
     train,
     trainable,
 )
@@ -106,7 +107,6 @@ def main() -> None:
     budget = next(row["weights"] for row in rows if row["arm"].startswith("3 x Pfeiffer")) // 3
 
     sizes = [len(data[name]["train_texts"]) for name in TASKS]
-    schedule = task_schedule(sizes, len(TASKS) * n, args.temperature, args.seed)
     for variant in args.variant_list:
         settings = {**vars(args), **variant}
         p = variant["projected_dim"] or largest_projected_dim(settings, hidden, layers, budget)
@@ -114,20 +114,8 @@ def main() -> None:
         if weights > budget:
             print(f"skipped {variant}: {weights:,} weights > budget {budget:,}")
             continue
-        streams, visits, steps = batches(), dict.fromkeys(TASKS, 0), []
-        for index in schedule:
-            steps.append((TASKS[index], streams[TASKS[index]], visits[TASKS[index]]))
-            visits[TASKS[index]] += 1
-        config = kit.get_config(
-            "hyperformer",
-            backend="adapters",
-            tasks=list(TASKS),
-            reduction_factor=variant["reduction_factor"],
-            projected_dim=p,
-            task_embedding_dim=args.task_embedding_dim,
-            projector_hidden_dim=variant["projector_hidden_dim"],
-        )
-        model = build_model(config, labels, args.seed)
+        steps, _ = multitask_steps(batches(), sizes, args)
+        model = build_model(hyperformer_config(settings, p), labels, args.seed)
         if trainable(model.encoder) != weights:
             raise SystemExit(f"the hypernetwork has {trainable(model.encoder):,} weights, the formula {weights:,}")
         seconds = train(model, steps, tokenizer, args, variant["learning_rate"])

@@ -3,9 +3,9 @@
 Each method trains in its own child process (so that its peak memory is its own), with the same data, epochs, batch
 size and length limit; each method keeps its own default learning rate. Per method: test accuracy and macro F1,
 trainable parameters (count and % of the base model), training samples/s and time per step (optimizer steps alone,
-without evaluation and checkpoints; relative to full fine-tuning when it is in the list), peak memory (CUDA allocator peak on GPU, the process's peak RSS on CPU), the
-adapter folder's size, and inference latency relative to the base model without adapter (batch of 32 test texts,
-timed interleaved with the base model, medians). Written to ``compare.json``, ``compare.md`` and ``compare.png``
+without evaluation and checkpoints; relative to full fine-tuning when it is in the list), peak memory (CUDA allocator
+peak on GPU, the process's peak RSS on CPU), the adapter folder's size, and inference latency relative to the base
+model without adapter (batch of 32 test texts, timed interleaved with the base model, medians). Written to ``compare.json``, ``compare.md`` and ``compare.png``
 (accuracy against trainable parameters, one labelled point per method) in the output folder.
 """
 

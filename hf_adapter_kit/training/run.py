@@ -40,7 +40,6 @@ class TrainResult:
     trainable_parameters: int = 0
     base_parameters: int = 0
     step_times: list[float] = field(default_factory=list)  # seconds of each optimizer step alone
-    steps_span: float = 0.0  # seconds from the first step's start to the last step's end
 
     @property
     def trainable_percent(self) -> float:
@@ -156,7 +155,6 @@ def finish_run(
         trainable_parameters=trainable,
         base_parameters=base_parameters,
         step_times=list(trainer.step_timer.times),
-        steps_span=trainer.step_timer.span,
     )
 
 

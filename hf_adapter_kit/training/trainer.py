@@ -45,7 +45,7 @@ class StepTimer(TrainerCallback):
 
     def __init__(self):
         self.times: list[float] = []
-        self._start = self.first_begin = self.last_end = 0.0
+        self._start = 0.0
 
     @staticmethod
     def _now() -> float:
@@ -55,18 +55,9 @@ class StepTimer(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._start = self._now()
-        if not self.times:
-            self.first_begin = self._start
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.last_end = self._now()
-        self.times.append(self.last_end - self._start)
-
-    @property
-    def span(self) -> float:
-        """Seconds from the first step's start to the last step's end: the steps with all the Trainer does between
-        them (data loading, logging, callbacks), without the set-up before the first step."""
-        return self.last_end - self.first_begin
+        self.times.append(self._now() - self._start)
 
     @property
     def seconds_per_step(self) -> float:
