@@ -3,10 +3,16 @@
 Each method trains in its own child process (so that its peak memory is its own), with the same data, epochs, batch
 size and length limit; each method keeps its own default learning rate. Per method: test accuracy and macro F1,
 trainable parameters (count and % of the base model), training samples/s and time per step (optimizer steps alone,
-without evaluation and checkpoints; relative to full fine-tuning when it is in the list), peak memory (CUDA allocator
-peak on GPU, the process's peak RSS on CPU), the adapter folder's size, and inference latency relative to the base
-model without adapter (batch of 32 test texts, timed interleaved with the base model, medians). Written to ``compare.json``, ``compare.md`` and ``compare.png``
-(accuracy against trainable parameters, one labelled point per method) in the output folder.
+without evaluation and checkpoints), peak memory (CUDA allocator peak on GPU, the process's peak RSS on CPU), the
+adapter folder's size, and inference latency relative to the base model without adapter (batch of 32 test texts,
+timed interleaved with the base model, medians).
+
+Step time relative to full fine-tuning is measured inside each child too, not across children: a shared machine's
+speed drifts between processes (up to 2x was seen on the development VM). After training, the child alternates an
+optimizer step of the trained model with one of a fresh full fine-tuning model of the same base, on the same
+training batches, and reports the median of the per-batch ratios. Its optimizers run at learning rate 0, so the
+trained adapter is left as it was saved. Written to ``compare.json``, ``compare.md`` and ``compare.png`` (accuracy
+against trainable parameters, one labelled point per method) in the output folder.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from .errors import AdapterKitError, invalid
 
 DEFAULT_METHODS = ("full", "head", "houlsby", "pfeiffer", "parallel", "lora", "hyperformer")
 LATENCY_ROUNDS = 20
+STEP_ROUNDS = 12
 
 
 def compare(
@@ -51,9 +58,6 @@ def compare(
     out = check_output_dir(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [_run_child(name, task, out, train_kwargs) for name in methods]
-    full = next((row for row in rows if row["method"] == "full"), None)
-    for row in rows:
-        row["step_time_vs_full"] = round(row["step_time_s"] / full["step_time_s"], 3) if full else None
     report = {"task": task, "machine": machine(), "settings": train_kwargs, "methods": rows}
     (out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "compare.md").write_text(markdown(report))
@@ -97,6 +101,7 @@ def measure(method: str, task: str, output_dir: str, train_kwargs: dict[str, Any
         for _ in range(LATENCY_ROUNDS):
             base_ms.append(_timed(base, batch))
             model_ms.append(_timed(model, batch))
+    ratio = step_time_vs_full(result, train_kwargs)
     return {
         "method": method,
         "backend": result.meta.backend,
@@ -107,6 +112,7 @@ def measure(method: str, task: str, output_dir: str, train_kwargs: dict[str, Any
         "train_samples_per_s": round(training["per_device_train_batch_size"] / step_time, 1),
         "steps": steps,
         "step_time_s": step_time,
+        "step_time_vs_full": round(ratio, 3),
         "train_runtime_s": training["train_runtime_s"],
         "peak_memory_mb": round(peak / 2**20, 1),
         "adapter_bytes": result.adapter_size_bytes,
@@ -116,16 +122,74 @@ def measure(method: str, task: str, output_dir: str, train_kwargs: dict[str, Any
     }
 
 
+def step_time_vs_full(result, train_kwargs: dict[str, Any]) -> float:
+    """Median over ``STEP_ROUNDS`` training batches of (trained model's step time / full fine-tuning's step time).
+
+    The two models take turns on each batch (who goes first alternates), in this process, so machine drift hits both.
+    Both optimizers are AdamW at learning rate 0: the same work as a real step, and no weight moves.
+    """
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from .modeling import load_base_model
+
+    batch_size = int(train_kwargs.get("per_device_train_batch_size", 32))
+    max_length = int(train_kwargs.get("max_length", 128))
+    train_split = result.task.splits["train"]
+    order = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0)).tolist()
+    collate = DataCollatorWithPadding(result.tokenizer)
+    device = next(result.model.parameters()).device
+    batches = []
+    for k in range(STEP_ROUNDS + 2):  # two warm-up batches
+        rows = train_split.select([order[(k * batch_size + i) % len(order)] for i in range(batch_size)])
+        encoded = result.tokenizer(list(rows["text"]), truncation=True, max_length=max_length)
+        batch = collate(
+            [{**{key: v[i] for key, v in encoded.items()}, "labels": y} for i, y in enumerate(rows["label"])]
+        )
+        batches.append({key: value.to(device) for key, value in batch.items()})
+    full = load_base_model(result.meta.base_model, result.meta.label_names).to(device).train()
+    model = result.model.train()
+    contenders = [
+        (model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)),
+        (full, torch.optim.AdamW(full.parameters(), lr=0.0)),
+    ]
+    cuda = device.type == "cuda"
+    bf16 = train_kwargs.get("bf16", cuda and torch.cuda.is_bf16_supported())
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    mixed = bool(bf16 or train_kwargs.get("fp16", cuda and not bf16))
+    ratios = []
+    for k, batch in enumerate(batches):
+        seconds = [0.0, 0.0]
+        for which in (0, 1) if k % 2 == 0 else (1, 0):
+            network, optimizer = contenders[which]
+            start = _now(cuda)
+            with torch.autocast(device.type, dtype=dtype, enabled=mixed):
+                loss = network(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            seconds[which] = _now(cuda) - start
+        if k >= 2:
+            ratios.append(seconds[0] / seconds[1])
+    model.eval()
+    return statistics.median(ratios)
+
+
+def _now(cuda: bool) -> float:
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def _timed(model, batch) -> float:
     import torch
 
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    cuda = torch.cuda.is_available()
+    start = _now(cuda)
     model(**batch)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1000
+    return (_now(cuda) - start) * 1000
 
 
 def _peak_memory() -> int:

@@ -94,7 +94,7 @@ class HyperNetwork(nn.Module):
         positions: Sequence[str] = POSITIONS,
         task_embedding_dim: int = 64,
         projector_hidden_dim: int = 128,
-        projected_dim: int = 64,
+        projected_dim: int = 8,
         conditional_layer_norm: bool = True,
         non_linearity: str = "relu",
     ):
@@ -203,7 +203,7 @@ def hypernetwork_parameter_count(
     num_positions: int = 2,
     task_embedding_dim: int = 64,
     projector_hidden_dim: int = 128,
-    projected_dim: int = 64,
+    projected_dim: int = 8,
     conditional_layer_norm: bool = True,
 ) -> int:
     """Trainable parameters of :class:`HyperNetwork`; each added task costs ``task_embedding_dim`` more.

@@ -106,7 +106,7 @@ class ParallelPeftConfig(KitPeftConfig):
     """Multi-task parallel adapters: one per task, routed per example by ``task_ids``."""
 
     tasks: list[str] = field(default_factory=lambda: ["default"])
-    scaling: float | str = 4.0
+    scaling: float | str = 1.0  # chosen on validation, as for adapters (see MultiTaskParallelConfig)
 
     kind = "parallel"
 
@@ -125,7 +125,7 @@ class HyperformerPeftConfig(KitPeftConfig):
     tasks: list[str] = field(default_factory=lambda: ["default"])
     task_embedding_dim: int = 64
     projector_hidden_dim: int = 128
-    projected_dim: int = 64
+    projected_dim: int = 8  # as HyperformerConfig (adapters), chosen on validation
     conditional_layer_norm: bool = True
 
     kind = "hyperformer"

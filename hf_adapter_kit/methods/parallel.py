@@ -1,8 +1,9 @@
 """Parallel adapters (He et al. 2021), multi-task: one adapter per task beside the FFN, routed by ``task_ids``.
 
 Each adapter reads the sub-block's input and adds ``s * up(act(down(x)))`` to the sub-block's output; ``s`` is fixed
-(``scaling=4.0``) or learned per task (``scaling="learned"``). ``positions=["attention", "ffn"]`` (PEFT) or
-``mh_adapter=True`` (adapters) puts one beside attention too. Code: ``hf_adapter_kit/custom/``.
+(``scaling=1.0``, chosen on validation; He et al. used 4.0) or learned per task (``scaling="learned"``).
+``positions=["attention", "ffn"]`` (PEFT) or ``mh_adapter=True`` (adapters) puts one beside attention too.
+Code: ``hf_adapter_kit/custom/``.
 """
 
 from __future__ import annotations
