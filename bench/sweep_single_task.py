@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import EvalPrediction
 from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
 from hf_adapter_kit.compare import machine
+from hf_adapter_kit.metrics import compute_classification_metrics
 from hf_adapter_kit.registry import get_method
 
 
@@ -31,10 +33,9 @@ COMPARE_SETTINGS = {"max_length": 64, "max_train_samples": 4800, "num_train_epoc
 
 
 def validation_accuracy(result) -> tuple[float, float]:
-    """Accuracy and macro F1 of the trained model on the task's whole validation split."""
+    """Accuracy and macro F1 (the kit's Trainer metrics) of the trained model on the task's whole validation split."""
     split = result.task.splits["validation"]
-    texts, labels = list(split["text"]), np.asarray(split["label"])
-    predictions = []
+    texts, predictions = list(split["text"]), []
     with torch.inference_mode():
         for i in range(0, len(texts), 128):
             batch = result.tokenizer(
@@ -45,13 +46,10 @@ def validation_accuracy(result) -> tuple[float, float]:
                 return_tensors="pt",
             )
             predictions.append(result.model.eval()(**batch).logits.argmax(-1).numpy())
-    predicted = np.concatenate(predictions)
-    f1 = []
-    for label in range(len(result.task.label_names)):
-        tp = np.sum((predicted == label) & (labels == label))
-        denominator = np.sum(predicted == label) + np.sum(labels == label)
-        f1.append(2 * tp / denominator if denominator else 0.0)
-    return float(np.mean(predicted == labels)), float(np.mean(f1))
+    scores = compute_classification_metrics(
+        EvalPrediction(predictions=np.concatenate(predictions), label_ids=np.asarray(split["label"]))
+    )
+    return scores["accuracy"], scores["f1_macro"]
 
 
 def main() -> None:

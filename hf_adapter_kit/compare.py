@@ -129,23 +129,21 @@ def step_time_vs_full(result, train_kwargs: dict[str, Any]) -> float:
     Both optimizers are AdamW at learning rate 0: the same work as a real step, and no weight moves.
     """
     import torch
-    from transformers import DataCollatorWithPadding
 
     from .modeling import load_base_model
+    from .training.args import device_defaults
 
-    batch_size = int(train_kwargs.get("per_device_train_batch_size", 32))
-    max_length = int(train_kwargs.get("max_length", 128))
+    batch_size, max_length = result.meta.training["per_device_train_batch_size"], result.meta.training["max_length"]
     train_split = result.task.splits["train"]
     order = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(0)).tolist()
-    collate = DataCollatorWithPadding(result.tokenizer)
     device = next(result.model.parameters()).device
     batches = []
     for k in range(STEP_ROUNDS + 2):  # two warm-up batches
         rows = train_split.select([order[(k * batch_size + i) % len(order)] for i in range(batch_size)])
-        encoded = result.tokenizer(list(rows["text"]), truncation=True, max_length=max_length)
-        batch = collate(
-            [{**{key: v[i] for key, v in encoded.items()}, "labels": y} for i, y in enumerate(rows["label"])]
+        batch = result.tokenizer(
+            list(rows["text"]), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
+        batch["labels"] = torch.tensor(rows["label"])
         batches.append({key: value.to(device) for key, value in batch.items()})
     full = load_base_model(result.meta.base_model, result.meta.label_names).to(device).train()
     model = result.model.train()
@@ -154,9 +152,10 @@ def step_time_vs_full(result, train_kwargs: dict[str, Any]) -> float:
         (full, torch.optim.AdamW(full.parameters(), lr=0.0)),
     ]
     cuda = device.type == "cuda"
-    bf16 = train_kwargs.get("bf16", cuda and torch.cuda.is_bf16_supported())
+    defaults = device_defaults(cuda, cuda and torch.cuda.is_bf16_supported())  # the precision training used
+    bf16, fp16 = (train_kwargs.get(key, defaults[key]) for key in ("bf16", "fp16"))
     dtype = torch.bfloat16 if bf16 else torch.float16
-    mixed = bool(bf16 or train_kwargs.get("fp16", cuda and not bf16))
+    mixed = bool(bf16 or fp16)
     ratios = []
     for k, batch in enumerate(batches):
         seconds = [0.0, 0.0]
