@@ -46,7 +46,7 @@ from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
 from hf_adapter_kit.compare import machine_info as machine
-from hf_adapter_kit.custom.layers import hypernetwork_parameter_count
+from hf_adapter_kit.methods.hyperformer.hypernet import hypernetwork_parameter_count
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer, resolve_model_path
 from hf_adapter_kit.multitask import MultiTaskModel, TaskHead
 
@@ -419,7 +419,7 @@ def markdown(report: dict, hidden: int, layers: int) -> str:
         f"{p['one_third_budget']:,}): {'met' if p['within_budget'] else 'NOT met'}. The heads are the same size for "
         "both arms and left out of the rule.",
         "",
-        "The hypernetwork's count (`hf_adapter_kit.custom.layers.hypernetwork_parameter_count`, equal to the counted "
+        "The hypernetwork's count (`hf_adapter_kit.methods.hyperformer.hypernet.hypernetwork_parameter_count`, equal to the counted "
         f"{p['hyperformer_formula']:,}): e (T + L + P) + (3e + 1) h + (h + 1) p + 2p + (p + 1)(2 d b + b + d) + "
         f"(p + 1) 2d, with e = {e} task-embedding dim, T = {len(TASKS)} tasks, L = {layers} layers, P = 2 positions, "
         f"h = {h} projector hidden dim, p = {pd_} projected dim, d = {hidden} hidden size, b = {b} bottleneck. "

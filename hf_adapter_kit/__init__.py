@@ -3,16 +3,16 @@
 __version__ = "0.1.0"
 
 from . import atomic  # noqa: E402,F401
-from .patches import adapters_methods as _adapters_methods  # noqa: E402
-from .patches import peft_methods as _peft_methods  # noqa: E402
 from .patches import transformers_pipeline as _transformers_pipeline  # noqa: E402
 
 
 _transformers_pipeline.apply()  # transformers.pipeline(model=<kit adapter>) gets the adapter's labels and head
-_peft_methods.apply()  # PEFT knows the kit's bottleneck, parallel and Hyperformer adapters
-_adapters_methods.apply()  # adapters knows config="hyperformer" and config="multitask_parallel"
 from .errors import AdapterKitError  # noqa: E402
-from .registry import get_config, get_method, list_methods, register_method  # noqa: E402
+from .methods.common.routing import task_context  # noqa: E402
+from .registry import get_config, get_method, list_methods, list_specs, register_method  # noqa: E402
+
+
+list_specs()  # registers the built-in methods, which connects them to PEFT and adapters
 
 
 def __getattr__(name):
@@ -54,6 +54,7 @@ __all__ = [
     "pipeline",
     "push_to_hub",
     "register_method",
+    "task_context",
     "remove_adapter",
     "save_adapter",
     "train",

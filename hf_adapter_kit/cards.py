@@ -133,10 +133,11 @@ def _usage(reference: str) -> str:
 
 
 def _is_kit_method(meta: AdapterMeta) -> bool:
-    """Methods the libraries know only once hf_adapter_kit is imported."""
-    return meta.method in {"parallel", "hyperformer"} or (
-        meta.backend == "peft" and meta.method in {"houlsby", "pfeiffer"}
-    )
+    """Methods the libraries know only once hf_adapter_kit is imported (the registry's PEFT / adapters rows)."""
+    from .registry import get_method
+
+    spec = get_method(meta.method)
+    return getattr(spec, meta.backend, None) is not None if meta.backend in {"peft", "adapters"} else False
 
 
 def _labels(meta: AdapterMeta) -> str:

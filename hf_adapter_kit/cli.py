@@ -106,12 +106,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _compare_arguments(argv: list[str]):
     """``--task``, ``--methods a,b,c`` and ``--output_dir`` for compare; the other keys are train() keywords."""
-    from .compare import DEFAULT_METHODS
-
     given = _given(argv)
     model_args, data_args, method_args, training_args = _parse(_without(argv, "--methods"))
     methods = _value(argv, "--methods")
-    methods = methods.split(",") if methods else list(DEFAULT_METHODS)
+    methods = methods.split(",") if methods else None
     kwargs = {}
     for args in (model_args, data_args, method_args, training_args):
         for name in _names(type(args)):

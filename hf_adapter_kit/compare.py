@@ -30,23 +30,23 @@ from typing import Any
 from .errors import AdapterKitError, invalid
 
 
-DEFAULT_METHODS = ("full", "head", "houlsby", "pfeiffer", "parallel", "lora", "hyperformer")
 LATENCY_ROUNDS = 20
 STEP_ROUNDS = 12
 
 
 def compare(
     task: str = "tweets-polarity",
-    methods: tuple[str, ...] | list[str] = DEFAULT_METHODS,
+    methods: tuple[str, ...] | list[str] | None = None,
     output_dir: str = "outputs/compare",
     **train_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """Train ``methods`` on ``task`` with the same ``train_kwargs``; returns one row per method (also written)."""
-    from .registry import get_method
+    """Train ``methods`` (default: every registered method) on ``task`` with the same ``train_kwargs``; returns one
+    row per method (also written)."""
+    from .registry import get_method, list_specs
     from .saving import check_output_dir
     from .training.args import split_kwargs
 
-    methods = list(methods)
+    methods = [spec.name for spec in list_specs()] if methods is None else list(methods)
     if not methods or len(set(methods)) != len(methods):
         raise invalid("methods", methods, "a non-empty list of distinct method names.")
     for name in methods:

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .custom.routing import check_tasks, resolve_task_ids
 from .errors import choices
+from .methods.common.routing import check_tasks, resolve_task_ids
 
 
 KINDS = ("sequence", "token")

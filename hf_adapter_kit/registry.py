@@ -1,13 +1,15 @@
-"""The one place that knows the methods.
+"""The one place that knows the methods: every other module reads this table.
 
-Each method module under ``hf_adapter_kit/methods/`` ends with a single :func:`register_method` call. The registry
-checks that names are unique and maps every method to the config object of each backend it runs on:
-``adapters`` (AdapterHub), ``peft`` (Hugging Face PEFT) or ``transformers`` (the baselines, which add no module).
+Each method folder under ``hf_adapter_kit/methods/`` ends with one :func:`register_method` call. The registry checks
+that names are unique, maps every method to the config factory of each backend it runs on (``adapters``, ``peft``,
+or ``transformers`` for the baselines, which add no module), and connects the kit's own methods to the libraries:
+a :class:`PeftMethod` becomes a PEFT type (``get_peft_model``, ``PeftModel.from_pretrained``, ...) and an
+:class:`AdaptersMethod` an ``adapters`` config string (``model.add_adapter(name, config="hyperformer")``), through the
+one patch module per library (``hf_adapter_kit/patches/``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +21,37 @@ BACKENDS = ("adapters", "peft", "transformers")
 
 
 @dataclass(frozen=True)
+class PeftMethod:
+    """A method PEFT lacks: its PEFT type name (a new ``PeftType`` member), config class and tuner class."""
+
+    peft_type: str
+    config_cls: type
+    tuner_cls: type
+
+
+@dataclass(frozen=True)
+class AdaptersMethod:
+    """A method ``adapters`` lacks, as a bottleneck-style adapter.
+
+    ``config_name``: the string for ``add_adapter(config=...)``; ``architecture``: the config's ``architecture``
+    field, which identifies saved configs; ``build_layer(adapter_name, config, layer_idx, location_key,
+    model_config)``: the module for one adapter location; ``build_shared(config, model_config)``: weights shared by
+    all layers (kept in ``model.base_model.shared_parameters[name]``), or ``None``.
+    """
+
+    config_name: str
+    config_cls: type
+    architecture: str
+    build_layer: Callable[..., Any]
+    build_shared: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """What the kit knows about one method.
 
-    ``configs`` maps a backend name to a factory ``(**overrides) -> config object of that backend``.
+    ``configs`` maps a backend name to a factory ``(**overrides) -> config object of that backend``. ``multi_task``:
+    one adapter serves several tasks, routed by ``task_ids``. ``recipe``: the folder under ``recipes/``.
     """
 
     name: str
@@ -32,6 +61,10 @@ class MethodSpec:
     learning_rate: float
     reference: str = ""
     aliases: tuple[str, ...] = field(default=())
+    multi_task: bool = False
+    peft: PeftMethod | None = None
+    adapters: AdaptersMethod | None = None
+    recipe: str = ""
 
     def __post_init__(self):
         unknown = set(self.configs) - set(BACKENDS)
@@ -53,19 +86,57 @@ _ALIASES: dict[str, str] = {}
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    """Add a method to the registry; a name or alias that is taken already is an error."""
+    """Add a method to the registry and connect it to the libraries; a name or alias taken already is an error."""
     for name in (spec.name, *spec.aliases):
         if name in _METHODS or name in _ALIASES:
             raise AdapterKitError(f"A method named {name!r} is registered already; method names must be unique.")
+    if spec.adapters is not None and any(
+        s.adapters is not None and s.adapters.config_name == spec.adapters.config_name for s in _METHODS.values()
+    ):
+        raise AdapterKitError(f"The adapters config name {spec.adapters.config_name!r} is registered already.")
+    from .patches import adapters_methods, peft_methods
+
+    if spec.peft is not None:
+        peft_methods.register(spec.peft)
+    if spec.adapters is not None:
+        adapters_methods.register(spec.adapters)
     _METHODS[spec.name] = spec
     _ALIASES.update(dict.fromkeys(spec.aliases, spec.name))
     return spec
+
+
+def unregister_method(name: str) -> None:
+    """Forget a method (tests add toy methods); its library registrations stay, harmless without the kit's name."""
+    spec = _METHODS.pop(name)
+    for alias in spec.aliases:
+        _ALIASES.pop(alias, None)
 
 
 def list_methods() -> list[str]:
     """Names of all registered methods, sorted."""
     _ensure_loaded()
     return sorted(_METHODS)
+
+
+def list_specs() -> list[MethodSpec]:
+    """Every registered method, in registration order (the order of ``compare``'s table)."""
+    _ensure_loaded()
+    return list(_METHODS.values())
+
+
+def multi_task_methods() -> tuple[str, ...]:
+    return tuple(spec.name for spec in list_specs() if spec.multi_task)
+
+
+def method_of_config(config: Any) -> MethodSpec | None:
+    """The kit method a backend config object belongs to, when it is one of the kit's own (else ``None``)."""
+    matches = [
+        spec
+        for spec in list_specs()
+        if any(isinstance(config, m.config_cls) for m in (spec.peft, spec.adapters) if m is not None)
+    ]
+    named = [spec for spec in matches if spec.name == getattr(config, "method", None)]  # houlsby / pfeiffer
+    return (named or matches or [None])[0]
 
 
 def get_method(name: str) -> MethodSpec:
@@ -98,37 +169,6 @@ def get_config(name: str, backend: str | None = None, **overrides: Any) -> Any:
     """
     spec, backend = resolve_backend(name, backend)
     return spec.configs[backend](**overrides)
-
-
-def build_dataclass(cls: type, method: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
-    """Instantiate a (library) config dataclass, refusing keys it does not have with the list of allowed ones."""
-    allowed = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(overrides) - allowed)
-    if unknown:
-        raise AdapterKitError(
-            f"Unknown option(s) {unknown} for method {method!r} ({cls.__module__}.{cls.__name__}); "
-            f"allowed: {', '.join(sorted(allowed))}."
-        )
-    return cls(**{**defaults, **overrides})
-
-
-def check_positive(method: str, values: Mapping[str, Any], *names: str) -> None:
-    """Common option checks: each named option, when present, must be a positive number (or a dict of them)."""
-    for name in names:
-        if name not in values:
-            continue
-        value = values[name]
-        items = value.values() if isinstance(value, Mapping) else [value]
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in items):
-            raise AdapterKitError(f"`{name}`={value!r} is not valid for method {method!r}: it must be positive.")
-
-
-def check_fraction(method: str, values: Mapping[str, Any], name: str) -> None:
-    """A dropout-like option must be a number in [0, 1)."""
-    if name in values:
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-            raise AdapterKitError(f"`{name}`={value!r} is not valid for method {method!r}: expected 0 <= {name} < 1.")
 
 
 def _ensure_loaded() -> None:

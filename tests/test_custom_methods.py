@@ -17,8 +17,8 @@ from transformers import AutoModel, AutoModelForSequenceClassification, DistilBe
 
 from hf_adapter_kit import AdapterKitError, get_config
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.custom.layers import HyperNetwork, hypernetwork_parameter_count
-from hf_adapter_kit.custom.tasks import add_task
+from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork, hypernetwork_parameter_count
+from hf_adapter_kit.methods.hyperformer.tasks import add_task
 from hf_adapter_kit.modeling import load_base_model
 from tests.test_methods_matrix import LABELS, _attach, _batch, _perturb
 
@@ -49,7 +49,8 @@ def test_mixed_task_batch_equals_per_task_runs(tiny_model_dirs, texts, arch, met
         for task in "abc":
             rows = [i for i, t in enumerate(tasks) if t == task]
             alone = model(**{k: v[rows] for k, v in batch.items()}, task_ids=task).logits
-            torch.testing.assert_close(mixed[rows], alone, rtol=0, atol=1e-6)
+            # float32 over other batch shapes: a few ulps of relative error (1.4e-6 absolute was seen with atol-only)
+            torch.testing.assert_close(mixed[rows], alone, rtol=1e-5, atol=1e-5)
         # the tasks really differ: the same inputs routed to another task give other outputs
         other = model(**batch, task_ids=torch.tensor([1, 2, 0, 1, 0, 0, 2, 1])).logits
         assert not torch.allclose(mixed, other, atol=1e-4)
@@ -220,7 +221,7 @@ def test_peft_bottleneck_matches_adapters_weight_for_weight(tiny_model_dirs, tex
             param.normal_(std=0.2)
             block = name.split(".adapters.x.")[0]  # e.g. encoder.layer.0.output
             part = "down" if "adapter_down" in name else "up"
-            target = f"base_model.model.{block}.dense.kit_adapters.default.{part}.{name.rsplit('.', 1)[1]}"
+            target = f"base_model.model.{block}.dense.kit_bottleneck_adapter.default.{part}.{name.rsplit('.', 1)[1]}"
             ours.get_parameter(target).copy_(param)
             copied += 1
     assert copied == 4 * 2 * (2 if method == "houlsby" else 1)  # 4 tensors x 2 layers x positions
@@ -283,7 +284,7 @@ def test_cached_and_uncached_outputs_agree(tiny_model_dirs, texts, backend):
     with torch.no_grad():
         model(**batch, task_ids="b")  # fills the cache
         cached = model(**batch, task_ids="b").logits
-    torch.testing.assert_close(cached, fresh, rtol=0, atol=1e-6)
+    torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["adapters", "peft"])

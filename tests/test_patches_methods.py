@@ -18,9 +18,10 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from peft.utils.peft_types import PeftType
 
 import hf_adapter_kit  # noqa: F401  (applies the patches)
-from hf_adapter_kit.custom.adapters_glue import HyperformerConfig, MultiTaskParallelConfig
-from hf_adapter_kit.custom.peft_tuner import CONFIGS, PEFT_TYPES, TUNERS
+from hf_adapter_kit.methods.hyperformer.adapters_backend import HyperformerConfig
+from hf_adapter_kit.methods.parallel.adapters_backend import MultiTaskParallelConfig
 from hf_adapter_kit.patches import adapters_methods, peft_methods
+from hf_adapter_kit.registry import list_specs
 
 
 def test_peft_is_the_version_the_patch_was_written_against():
@@ -50,27 +51,43 @@ def test_peft_is_the_version_the_patch_was_written_against():
         "_check_target_module_exists",
         "_replace_module",
         "_remove_adapter_name_from_key",
+        "_remap_adapter_state_dict_for_load",
         "_unload_and_optionally_merge",
         "delete_adapter",
     ):
         assert callable(getattr(BaseTuner, hook)), hook
-    assert {"adapter_layer_names", "set_adapter", "enable_adapters", "_move_adapter_to_device_of_base_layer"} <= set(
-        dir(BaseTunerLayer)
-    )
+    assert {
+        "adapter_layer_names",
+        "set_adapter",
+        "enable_adapters",
+        "_move_adapter_to_device_of_base_layer",
+        "_cast_input_dtype",
+        "_get_available_adapters",
+        "_all_available_adapter_names",
+    } <= set(dir(BaseTunerLayer))
+    # layers are found structurally (tuner layers' containers), and the hypernetwork must not count as shared state
+    assert BaseTuner.uses_shared_state is False
+    from peft.tuners import tuners_utils
+
+    assert "BaseTunerLayer" in inspect.getsource(tuners_utils._get_tuner_state_dict_key_prefixes)
+    assert "BaseTunerLayer" in inspect.getsource(tuners_utils.cast_adapter_dtype)
 
 
 def test_peft_knows_the_kit_types():
-    for kind, name in PEFT_TYPES.items():
-        peft_type = PeftType(name)
-        assert PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] is CONFIGS[kind]
-        assert PEFT_TYPE_TO_TUNER_MAPPING[peft_type] is TUNERS[kind]
-    assert {m.value for m in PeftType} >= set(PEFT_TYPES.values())
+    rows = {spec.peft for spec in list_specs() if spec.peft is not None}
+    assert {row.peft_type for row in rows} == set(peft_methods.KIT_TYPES) and len(rows) == 3
+    for row in rows:
+        peft_type = PeftType(row.peft_type)
+        assert PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] is row.config_cls
+        assert PEFT_TYPE_TO_TUNER_MAPPING[peft_type] is row.tuner_cls
+        assert row.tuner_cls.prefix.startswith("kit_") and row.tuner_cls.prefix.endswith("_")
 
 
 def test_peft_forwards_take_task_ids_and_are_wrapped():
-    for name in peft_methods.FORWARD_CLASSES:
-        forward = getattr(peft_model, name).__dict__["forward"]
-        assert getattr(forward, "__kit_patched__", False), name
+    for attribute, classes in peft_methods.WRAPPED.items():
+        for name in classes:
+            method = getattr(peft_model, name).__dict__[attribute]
+            assert getattr(method, "__kit_patched__", False), (name, attribute)
     # PEFT itself still passes task_ids on only for its POLY method; if that changes, the wrapper may be obsolete
     source = inspect.getsource(peft_model.PeftModelForSequenceClassification.forward.__wrapped__)
     assert (
@@ -94,6 +111,11 @@ def test_adapters_is_the_version_the_patch_was_written_against():
         "self",
         "adapter_name",
     ]
+    average = inspect.signature(adapters_methods._original["average_adapter"]).parameters
+    assert list(average)[:5] == ["self", "adapter_name", "adapter_list", "weights", "combine_strategy"]
+    assert "normalize_weights" in average
+    # average_adapter still averages no shared weights but PHM's and VeRA's (else the wrapper may be obsolete)
+    assert "_average_shared_parameters" in inspect.getsource(adapters_methods._original["average_adapter"])
     assert "task_ids" in ForwardContext.context_args  # how task_ids reach the layers
     # Adapter.pre_forward / post_forward read these flags, which the kit's modules set
     source = inspect.getsource(Adapter.pre_forward) + inspect.getsource(Adapter.post_forward)
@@ -117,3 +139,30 @@ def test_adapters_knows_the_kit_configs():
     round_trip = AdapterConfig.load(HyperformerConfig(tasks=["a", "b"]).to_dict())
     assert isinstance(round_trip, HyperformerConfig) and list(round_trip.tasks) == ["a", "b"]
     assert AdapterConfig.load({"architecture": "lora"}).__class__ is adapters.LoRAConfig  # others go to adapters
+
+
+def test_trainer_private_overrides_match_transformers():
+    import transformers
+    from transformers import Trainer
+
+    from hf_adapter_kit.training import trainer
+
+    assert transformers.__version__.startswith(trainer.WRITTEN_AGAINST), (
+        f"training/trainer.py overrides private Trainer methods written against transformers {trainer.WRITTEN_AGAINST}"
+        f".x; {transformers.__version__} is installed: re-check {trainer.PRIVATE_OVERRIDES}, then update it."
+    )
+    expected = {
+        "_save": ["self", "output_dir", "state_dict"],
+        "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],
+        "_load_best_model": ["self"],
+        "_get_train_sampler": ["self", "train_dataset"],
+    }
+    assert set(expected) == set(trainer.PRIVATE_OVERRIDES)
+    for name, params in expected.items():
+        assert list(inspect.signature(getattr(Trainer, name)).parameters) == params, name
+        assert name in trainer.KitTrainer.__dict__, name
+    # the Trainer still reaches them: save_model -> _save, the training loop -> both loads, the loader -> the sampler
+    assert "self._save(" in inspect.getsource(Trainer.save_model)
+    loop = inspect.getsource(Trainer._inner_training_loop) + inspect.getsource(Trainer.train)
+    assert "self._load_from_checkpoint(" in loop and "self._load_best_model()" in loop
+    assert "sampler_fn=self._get_train_sampler" in inspect.getsource(Trainer.get_train_dataloader)

@@ -99,16 +99,15 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 def check_fits(config: Any, model: PreTrainedModel) -> None:
     """A rank or bottleneck must fit in the model's width; checked before the model is touched.
 
-    The kit's own methods attach to the architectures they are tested on (``custom/placement.py``), on both backends.
+    The kit's own methods attach to the architectures they are placed on (``methods/common/placement.py``), on both
+    backends.
     """
-    from ..custom import placement
+    from ..methods.common import placement
+    from ..registry import method_of_config
 
-    method = getattr(config, "method", None) or {
-        "hf_adapter_kit.hyperformer": "hyperformer",
-        "hf_adapter_kit.parallel": "parallel",
-    }.get(getattr(config, "architecture", None))
-    if method in {"houlsby", "pfeiffer", "bottleneck", "hyperformer", "parallel"}:
-        placement.check_model_type(getattr(model.config, "model_type", None), method)
+    spec = method_of_config(config)
+    if spec is not None:
+        placement.check_model_type(getattr(model.config, "model_type", None), spec.name)
     hidden = getattr(model.config, "hidden_size", None)
     if not hidden:
         return

@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
 from ..errors import AdapterKitError
-from ..methods.baselines import FullFineTuningConfig, HeadOnlyConfig
+from ..methods.full import FullFineTuningConfig
+from ..methods.head import HeadOnlyConfig
 from ..modeling import head_prefixes
 from .base import PICKLED_NAMES, Backend, load_into, set_trainable, weight_file
 

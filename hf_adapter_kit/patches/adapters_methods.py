@@ -1,73 +1,79 @@
-"""Register the kit's Hyperformer++ and multi-task parallel adapters with ``adapters`` (AdapterHub).
+"""Connect the kit's methods to ``adapters`` (AdapterHub).
 
-Written against adapters 1.3.0. What it changes, and why:
+Written against adapters 1.3.0. Each registry ``AdaptersMethod`` row is connected here; what changes, and why:
 
-1. ``ADAPTER_CONFIG_MAP`` gains ``"hyperformer"`` and ``"multitask_parallel"``, so that
+1. ``ADAPTER_CONFIG_MAP`` gains the method's config string (``"hyperformer"``, ``"multitask_parallel"``), so that
    ``model.add_adapter(name, config="hyperformer")`` works like ``config="seq_bn"``.
 2. ``AdapterConfig._get_config_class`` maps a config's ``architecture`` to its class with a fixed dict and raises
    ``KeyError`` for any other value, so a saved kit adapter could not even be read back. The wrapper answers for the
-   kit's two architectures (``hf_adapter_kit.hyperformer``, ``hf_adapter_kit.parallel``) and defers otherwise.
+   kit's architectures and defers otherwise.
 3. ``BottleneckLayer.add_adapter`` picks the module class with a hard-coded ``if is_parallel``. The wrapper builds the
    kit's module when the matched config is one of the kit's, with the same ``is_layer_hooked`` rule; otherwise the
    original runs.
 4. ``ModelAdaptersMixin._add_adapter_weights`` creates shared weights only for Compacter and VeRA. The wrapper adds
-   the Hyperformer hypernetwork as the adapter's shared weights after the original has run.
+   a kit method's shared weights (Hyperformer++'s hypernetwork) after the original has run.
 5. ``AdapterLoader.filter_func`` / ``rename_func`` find shared weights by the key fragment
    ``.shared_parameters.<name>.``, with a leading dot; on a bare encoder (``AutoModel``, as the kit's multi-task
    models use) the key starts with ``shared_parameters.`` and the hypernetwork was silently left out of the saved
    file. The wrappers also accept and rename that key at the start.
+6. ``ModelAdaptersMixin.average_adapter`` averages each layer's modules but no shared weights other than PHM/VeRA,
+   so an average of two Hyperformer++ adapters had no hypernetwork (``KeyError`` at the first forward). The wrapper
+   averages the shared weights too, for the ``"linear"`` strategy, and refuses the others with the kit's error.
+7. The ``forward`` of an ``adapters`` model (``AutoAdapterModel`` or one made by ``adapters.init``) does not declare
+   ``task_ids`` (``ForwardContext`` takes it from ``**kwargs``), so the Trainer's ``remove_unused_columns`` dropped
+   the column and multi-task training stopped. When a kit adapter is added (``ModelAdaptersMixin`` for a bare model,
+   ``ModelWithHeadsAdaptersMixin.add_adapter`` for a model with heads), ``task_ids`` is added to the model class's
+   ``forward`` signature (``__signature__``, which ``inspect.signature`` and so the Trainer read).
 
-``tests/test_patches_methods.py`` fails when the installed adapters is not 1.3.x or these entry points change shape.
+``tests/test_patches.py`` fails when the installed adapters is not 1.3.x or these entry points change shape.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 
 import adapters
+import torch
 from adapters.configuration import adapter_config
 from adapters.loading import AdapterLoader
 from adapters.methods.bottleneck import BottleneckLayer
-from adapters.model_mixin import ModelAdaptersMixin
+from adapters.model_mixin import ModelAdaptersMixin, ModelWithHeadsAdaptersMixin
 
-from ..custom.adapters_glue import (
-    ARCHITECTURES,
-    HyperformerAdapter,
-    HyperformerConfig,
-    MultiTaskParallelAdapter,
-    MultiTaskParallelConfig,
-    build_hypernetwork,
-)
+from ..errors import AdapterKitError
 
 
 WRITTEN_AGAINST = "1.3"
-CONFIG_NAMES = {"hyperformer": HyperformerConfig, "multitask_parallel": MultiTaskParallelConfig}
-CLASSES = {ARCHITECTURES["hyperformer"]: HyperformerConfig, ARCHITECTURES["parallel"]: MultiTaskParallelConfig}
+_BY_ARCHITECTURE: dict = {}  # architecture -> AdaptersMethod
 _original = {
     "get_config_class": adapter_config.AdapterConfig._get_config_class,
     "add_adapter": BottleneckLayer.add_adapter,
     "add_adapter_weights": ModelAdaptersMixin._add_adapter_weights,
     "filter_func": AdapterLoader.filter_func,
     "rename_func": AdapterLoader.rename_func,
+    "average_adapter": ModelAdaptersMixin.average_adapter,
+    "heads_add_adapter": ModelWithHeadsAdaptersMixin.add_adapter,
 }
 
 
+def _method_of(config):
+    return _BY_ARCHITECTURE.get(getattr(config, "architecture", None))
+
+
 def _get_config_class(config_dict):
-    cls = CLASSES.get(config_dict.get("architecture"))
-    return cls if cls is not None else _original["get_config_class"](config_dict)
+    method = _BY_ARCHITECTURE.get(config_dict.get("architecture"))
+    return method.config_cls if method is not None else _original["get_config_class"](config_dict)
 
 
 def _add_adapter(self, adapter_name: str, layer_idx: int) -> bool:
     config = self.adapters_config.match(
         adapter_name, config_type=adapters.BnConfig, layer_idx=layer_idx, location_key=self.location_key
     )
-    if not isinstance(config, (HyperformerConfig, MultiTaskParallelConfig)):
+    method = _method_of(config)
+    if method is None:
         return _original["add_adapter"](self, adapter_name, layer_idx)
     self.layer_idx = layer_idx
-    if isinstance(config, HyperformerConfig):
-        adapter = HyperformerAdapter(adapter_name, config, layer_idx, self.location_key)
-    else:
-        adapter = MultiTaskParallelAdapter(adapter_name, config, self.model_config.hidden_size)
+    adapter = method.build_layer(adapter_name, config, layer_idx, self.location_key, self.model_config)
     if self.is_layer_hooked:  # as adapters does: the model applies residual and layer norm itself
         adapter.original_ln_after = False
     adapter.train(self.training)
@@ -77,11 +83,21 @@ def _add_adapter(self, adapter_name: str, layer_idx: int) -> bool:
 
 def _add_adapter_weights(self, adapter_name: str):
     _original["add_adapter_weights"](self, adapter_name)
-    config = self.adapters_config.match(adapter_name, HyperformerConfig)
-    if config is not None:
-        model_config = self.config
-        hypernet = build_hypernetwork(config, model_config.hidden_size, model_config.num_hidden_layers)
-        self.base_model.shared_parameters[adapter_name] = hypernet.to(self.device)
+    config = self.adapters_config.get(adapter_name)
+    method = _method_of(config)
+    if method is None:
+        return
+    _declare_task_ids(type(self))
+    if method.build_shared is not None:
+        shared = method.build_shared(config, self.config)
+        self.base_model.shared_parameters[adapter_name] = shared.to(self.device)
+
+
+def _heads_add_adapter(self, adapter_name: str, *args, **kwargs):
+    result = _original["heads_add_adapter"](self, adapter_name, *args, **kwargs)
+    if _method_of(self.adapters_config.get(adapter_name)) is not None:
+        _declare_task_ids(type(self))
+    return result
 
 
 def _filter_func(self, adapter_name):
@@ -95,17 +111,69 @@ def _rename_func(self, old_name, new_name):
     return lambda key: inner(new + key[len(old) :] if key.startswith(old) else key)
 
 
+def _average_adapter(self, adapter_name, adapter_list, weights=None, combine_strategy="linear", *args, **kwargs):
+    names = list(adapter_list)
+    method = _method_of(self.adapters_config.get(names[0])) if names else None
+    if method is not None and combine_strategy != "linear":
+        raise AdapterKitError(
+            f"`combine_strategy`={combine_strategy!r} is not valid for averaging {method.config_name!r} adapters: "
+            "only 'linear' (the weighted mean of every weight, shared ones included)."
+        )
+    _original["average_adapter"](self, adapter_name, adapter_list, weights, combine_strategy, *args, **kwargs)
+    if method is None or method.build_shared is None:
+        return
+    if isinstance(adapter_list, dict):
+        names, weights = list(adapter_list), list(adapter_list.values())
+    weights = [1.0 / len(names)] * len(names) if weights is None else list(weights)
+    if kwargs.get("normalize_weights", True):
+        weights = [w / sum(weights) for w in weights]
+    shared = self.base_model.shared_parameters
+    average = method.build_shared(self.adapters_config.get(adapter_name), self.config)
+    sources = [shared[name].state_dict() for name in names]
+    with torch.no_grad():
+        average.load_state_dict({k: sum(w * s[k] for w, s in zip(weights, sources, strict=True)) for k in sources[0]})
+    reference = next(shared[names[0]].parameters())
+    shared[adapter_name] = average.to(device=reference.device, dtype=reference.dtype)
+
+
+def _declare_task_ids(model_cls) -> None:
+    forward = model_cls.forward
+    signature = inspect.signature(forward)
+    if "task_ids" in signature.parameters:
+        return
+    params = list(signature.parameters.values())
+    at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+    params.insert(at, inspect.Parameter("task_ids", inspect.Parameter.KEYWORD_ONLY, default=None))
+    forward.__signature__ = signature.replace(parameters=params)
+
+
+def _wrap(owner, attribute: str, wrapper) -> None:
+    patched = functools.wraps(getattr(owner, attribute))(wrapper)
+    patched.__kit_patched__ = True
+    setattr(owner, attribute, patched)
+
+
 def apply() -> None:
+    """Install the wrappers once (idempotent)."""
     if getattr(BottleneckLayer.add_adapter, "__kit_patched__", False):
         return
-    adapter_config.ADAPTER_CONFIG_MAP.update({name: cls() for name, cls in CONFIG_NAMES.items()})
     adapter_config.AdapterConfig._get_config_class = staticmethod(_get_config_class)
     for owner, attribute, wrapper in (
         (BottleneckLayer, "add_adapter", _add_adapter),
         (ModelAdaptersMixin, "_add_adapter_weights", _add_adapter_weights),
         (AdapterLoader, "filter_func", _filter_func),
         (AdapterLoader, "rename_func", _rename_func),
+        (ModelAdaptersMixin, "average_adapter", _average_adapter),
+        (ModelWithHeadsAdaptersMixin, "add_adapter", _heads_add_adapter),
     ):
-        patched = functools.wraps(getattr(owner, attribute))(wrapper)
-        patched.__kit_patched__ = True
-        setattr(owner, attribute, patched)
+        _wrap(owner, attribute, wrapper)
+
+
+def register(method) -> None:
+    """Make a registry ``AdaptersMethod`` an ``adapters`` config string (idempotent)."""
+    apply()
+    adapter_config.ADAPTER_CONFIG_MAP[method.config_name] = method.config_cls()
+    _BY_ARCHITECTURE[method.architecture] = method
+
+
+__all__ = ["WRITTEN_AGAINST", "apply", "register"]

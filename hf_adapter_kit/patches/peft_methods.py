@@ -1,18 +1,19 @@
-"""Register the kit's methods with PEFT and route ``task_ids`` to them.
+"""Connect the kit's methods to PEFT and route ``task_ids`` to them.
 
 Written against peft 0.21.2. What it changes, and why:
 
-1. ``peft.utils.peft_types.PeftType`` gains three members, ``HF_ADAPTER_KIT_BOTTLENECK``, ``HF_ADAPTER_KIT_PARALLEL``
-   and ``HF_ADAPTER_KIT_HYPERFORMER``. PEFT's ``register_peft_method`` refuses any name that is not already in that
-   enum, and Python enums cannot be extended through their API, so the members are added to the enum's own tables.
-   Then ``register_peft_method`` (PEFT's public API) maps each type to its config and tuner classes, which makes
-   ``get_peft_model``, ``save_pretrained``, ``PeftConfig.from_pretrained`` and ``PeftModel.from_pretrained`` work.
-2. The ``forward`` of ``PeftModel`` and of its task classes take ``task_ids=``; PEFT hands them to the base model only
-   for its POLY method and drops them otherwise. For an active kit adapter the wrapper below sets them as the
-   forward pass's task context (:func:`hf_adapter_kit.custom.routing.task_context`) instead; for every other
-   adapter the call is passed on unchanged.
+1. ``peft.utils.peft_types.PeftType`` gains one member per kit method that PEFT lacks (``HF_ADAPTER_KIT_BOTTLENECK``,
+   ``HF_ADAPTER_KIT_PARALLEL``, ``HF_ADAPTER_KIT_HYPERFORMER``; the registry's ``PeftMethod`` rows). PEFT's
+   ``register_peft_method`` refuses any name not already in that enum, and Python enums cannot be extended through
+   their API, so the member is added to the enum's own tables. Then ``register_peft_method`` (PEFT's public API) maps
+   the type to its config and tuner classes, which makes ``get_peft_model``, ``inject_adapter_in_model``,
+   ``save_pretrained``, ``PeftConfig.from_pretrained`` and ``PeftModel.from_pretrained`` work.
+2. ``forward`` and ``generate`` of ``PeftModel`` and its task classes take ``task_ids=``; PEFT hands them to the base
+   model only for its POLY method and drops them otherwise. For an active kit adapter the wrapper below sets them
+   as the call's task context (:func:`hf_adapter_kit.methods.common.routing.task_context`; in ``generate`` ids per
+   prompt also cover its beams) instead; for every other adapter the call is passed on unchanged.
 
-``tests/test_patches_methods.py`` fails when the installed PEFT is not 0.21.x or these entry points change shape.
+``tests/test_patches.py`` fails when the installed PEFT is not 0.21.x or these entry points change shape.
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ from peft import peft_model
 from peft.utils import register_peft_method
 from peft.utils.peft_types import PeftType
 
-from ..custom.peft_tuner import CONFIGS, PEFT_TYPES, TUNERS
-from ..custom.routing import task_context
+from ..methods.common.routing import task_context
 
 
 WRITTEN_AGAINST = "0.21"
-FORWARD_CLASSES = (
-    "PeftModel",
-    "PeftModelForSequenceClassification",
-    "PeftModelForTokenClassification",
-    "PeftModelForCausalLM",
-    "PeftModelForFeatureExtraction",
-    "PeftModelForQuestionAnswering",
-)
-KIT_TYPES = frozenset(PEFT_TYPES.values())
+WRAPPED = {
+    "forward": (
+        "PeftModel",
+        "PeftModelForSequenceClassification",
+        "PeftModelForTokenClassification",
+        "PeftModelForCausalLM",
+        "PeftModelForFeatureExtraction",
+        "PeftModelForQuestionAnswering",
+    ),
+    "generate": ("PeftModelForCausalLM", "PeftModelForSeq2SeqLM"),
+}
+KIT_TYPES: set[str] = set()
 
 
 def _add_enum_member(enum_cls, name: str) -> None:
@@ -52,33 +55,44 @@ def _add_enum_member(enum_cls, name: str) -> None:
     type.__setattr__(enum_cls, name, member)
 
 
-def _route_task_ids(forward):
-    @functools.wraps(forward)
+def _route_task_ids(method, expand: bool):
+    @functools.wraps(method)
     def patched(self, *args, task_ids=None, **kwargs):
         if getattr(self.active_peft_config, "peft_type", None) in KIT_TYPES:
-            with task_context(task_ids):
-                return forward(self, *args, **kwargs)
+            with task_context(task_ids, expand=expand):
+                return method(self, *args, **kwargs)
         if task_ids is not None:
             kwargs["task_ids"] = task_ids
-        return forward(self, *args, **kwargs)
+        return method(self, *args, **kwargs)
 
     patched.__kit_patched__ = True
     return patched
 
 
 def apply() -> None:
+    """Wrap ``forward`` / ``generate`` once (idempotent)."""
+    for attribute, classes in WRAPPED.items():
+        for name in classes:
+            cls = getattr(peft_model, name)
+            method = cls.__dict__.get(attribute)
+            if method is not None and not getattr(method, "__kit_patched__", False):
+                setattr(cls, attribute, _route_task_ids(method, expand=attribute == "generate"))
+
+
+def register(method) -> None:
+    """Make a registry ``PeftMethod`` a PEFT type (idempotent)."""
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
-    for kind, type_name in PEFT_TYPES.items():
-        _add_enum_member(PeftType, type_name)
-        if getattr(PeftType, type_name) not in PEFT_TYPE_TO_CONFIG_MAPPING:
-            register_peft_method(
-                name=type_name.lower(), config_cls=CONFIGS[kind], model_cls=TUNERS[kind], prefix=TUNERS[kind].prefix
-            )
-    for name in FORWARD_CLASSES:
-        cls = getattr(peft_model, name)
-        if not getattr(cls.__dict__.get("forward"), "__kit_patched__", False):
-            cls.forward = _route_task_ids(cls.__dict__["forward"])
+    apply()
+    _add_enum_member(PeftType, method.peft_type)
+    KIT_TYPES.add(method.peft_type)
+    if getattr(PeftType, method.peft_type) not in PEFT_TYPE_TO_CONFIG_MAPPING:
+        register_peft_method(
+            name=method.peft_type.lower(),
+            config_cls=method.config_cls,
+            model_cls=method.tuner_cls,
+            prefix=method.tuner_cls.prefix,
+        )
 
 
-__all__ = ["WRITTEN_AGAINST", "apply", "peft"]
+__all__ = ["KIT_TYPES", "WRITTEN_AGAINST", "apply", "peft", "register"]

@@ -18,19 +18,16 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import AutoModel, DataCollatorWithPadding, EvalPrediction, set_seed
 
-from ..custom.routing import check_tasks
 from ..data import load_task
 from ..errors import invalid
+from ..methods.common.routing import check_tasks
 from ..metrics import compute_classification_metrics
 from ..modeling import load_tokenizer, resolve_model_path
 from ..multitask import MultiTaskModel, TaskHead, attach_encoder, load_weights
-from ..registry import resolve_backend
+from ..registry import multi_task_methods, resolve_backend
 from ..saving import AdapterMeta, attach_meta, check_output_dir
 from .preprocess import tokenize_task
 from .trainer import KitTrainer
-
-
-MULTI_TASK_METHODS = ("hyperformer", "parallel")
 
 
 def task_probabilities(sizes: list[int], temperature: float) -> np.ndarray:
@@ -129,8 +126,8 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
     from .run import _training_record, finish_run, resolve_checkpoint
 
     spec, backend = resolve_backend(method_args.method, method_args.backend)
-    if spec.name not in MULTI_TASK_METHODS:
-        raise invalid("method", method_args.method, f"a multi-task method for `tasks`: one of {MULTI_TASK_METHODS}.")
+    if not spec.multi_task:
+        raise invalid("method", method_args.method, f"a multi-task method for `tasks`: one of {multi_task_methods()}.")
     names = list(check_tasks(data_args.tasks))
     if any(getattr(data_args, f) for f in ("train_file", "validation_file", "test_file")):
         raise invalid("tasks", names, "embedded or Hub task names; local files name a single `task`.")

@@ -4,6 +4,11 @@ Why not ``adapters.AdapterTrainer``: on a transformers model with its own head (
 the adapter but reloads only flex heads, so ``load_best_model_at_end`` would pair the best adapter with the last
 head; and it writes pickled weights. This subclass routes ``_save`` and both checkpoint loads through the backend,
 which writes exactly the files the backend's library writes itself.
+
+Overrides of ``Trainer``'s private methods, written against transformers 4.57 (``PRIVATE_OVERRIDES``; the multi-task
+trainer adds its own sampler): ``_save`` (the backend writes the adapter), ``_load_from_checkpoint`` and
+``_load_best_model`` (the backend reads it back), ``_get_train_sampler`` (an order fixed by seed and epoch).
+``tests/test_patches_methods.py`` fails when transformers changes their signatures or stops calling them.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ class StepTimer(TrainerCallback):
     @property
     def seconds_per_step(self) -> float:
         return sum(self.times) / max(len(self.times), 1)
+
+
+WRITTEN_AGAINST = "4.57"
+PRIVATE_OVERRIDES = ("_save", "_load_from_checkpoint", "_load_best_model", "_get_train_sampler")
 
 
 class KitTrainer(Trainer):

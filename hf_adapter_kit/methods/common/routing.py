@@ -1,0 +1,144 @@
+"""Task names and per-example ``task_ids`` for the multi-task methods (Hyperformer++, multi-task parallel).
+
+A multi-task adapter is configured with ``tasks=["sentiment", "ner"]``; every forward pass then takes ``task_ids``:
+one entry per example, either a position in ``tasks`` or a task name (a single int or name applies to the whole
+batch). An adapter with exactly one task needs no ``task_ids``.
+
+How ``task_ids`` reach the layers:
+
+- PEFT: ``PeftModel.forward(..., task_ids=...)`` and ``generate(..., task_ids=...)``
+  (:mod:`hf_adapter_kit.patches.peft_methods` wraps both) set :func:`task_context` for the call.
+- ``adapters``: the library's own ``ForwardContext`` takes ``task_ids=`` from the model's forward call.
+- Anything else (a model with layers put in by ``peft.inject_adapter_in_model``, a pipeline, a custom loop): wrap the
+  call in ``with hf_adapter_kit.task_context(task_ids): ...``. Both backends read it when the call itself gave none.
+
+``generate`` with beams or several sequences per prompt runs ``k * batch`` rows; ids given per prompt are then
+repeated ``k`` times each, as ``generate`` repeats the prompts. :func:`resolve_task_ids` validates once per forward
+pass and the layers reuse the result (:class:`Routing`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from ...errors import invalid
+from .checks import tasks as check_tasks
+
+
+def resolve_task_ids(
+    task_ids: Any, tasks: Sequence[str], batch_size: int, device: torch.device | None = None, expand: bool = False
+) -> torch.Tensor:
+    """``task_ids`` as a ``LongTensor`` of shape ``(batch_size,)`` with values in ``range(len(tasks))``.
+
+    Accepts ``None`` (only for a single-task adapter), an int or task name for the whole batch, or one int / name per
+    example (list, tuple or 1-D tensor). With ``expand`` (``generate``), ids for ``batch_size / k`` prompts are
+    repeated ``k`` times each. Anything else is an :class:`AdapterKitError` naming ``task_ids``.
+    """
+    allowed = f"an int in [0, {len(tasks) - 1}] or a task name from {list(tasks)}"
+    if task_ids is None:
+        if len(tasks) == 1:
+            return torch.zeros(batch_size, dtype=torch.long, device=device)
+        raise invalid("task_ids", None, f"this adapter serves {len(tasks)} tasks; pass one {allowed} per example.")
+    if isinstance(task_ids, int | str) and not isinstance(task_ids, bool):
+        task_ids = [task_ids] * batch_size
+    if isinstance(task_ids, torch.Tensor):
+        if task_ids.dim() != 1 or task_ids.dtype.is_floating_point or task_ids.dtype == torch.bool:
+            raise invalid("task_ids", task_ids, f"a 1-D integer tensor with one entry per example ({allowed}).")
+        ids = task_ids.to(device=device, dtype=torch.long)
+    elif isinstance(task_ids, Sequence):
+        ids = torch.tensor([_task_index(t, tasks, allowed) for t in task_ids], dtype=torch.long, device=device)
+    else:
+        raise invalid("task_ids", task_ids, f"one {allowed} per example, as a list or a 1-D tensor.")
+    if expand and ids.numel() and batch_size != ids.numel() and batch_size % ids.numel() == 0:
+        ids = ids.repeat_interleave(batch_size // ids.numel())
+    if ids.numel() != batch_size:
+        raise invalid("task_ids", task_ids, f"one entry per example: the batch has {batch_size}, got {ids.numel()}.")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(tasks)):
+        raise invalid("task_ids", task_ids, f"every entry must be {allowed}.")
+    return ids
+
+
+def _task_index(task: Any, tasks: Sequence[str], allowed: str) -> int:
+    if isinstance(task, str):
+        if task not in tasks:
+            raise invalid("task_ids", task, f"unknown task name; expected {allowed}.")
+        return tasks.index(task)
+    if isinstance(task, int) and not isinstance(task, bool):
+        return task  # range checked by the caller, on the whole tensor
+    raise invalid("task_ids", task, f"every entry must be {allowed}.")
+
+
+class Routing:
+    """Validated task ids of one forward pass plus the tasks present, so layers can run each task's rows at once."""
+
+    def __init__(self, ids: torch.Tensor):
+        self.ids = ids
+        self.present = sorted(set(ids.tolist()))
+        self.rows = {t: (ids == t).nonzero().squeeze(1) for t in self.present} if len(self.present) > 1 else {}
+
+    @property
+    def single(self) -> int | None:
+        """The one task of the batch, or ``None`` for a batch that mixes tasks."""
+        return self.present[0] if len(self.present) == 1 else None
+
+
+def route(hidden: torch.Tensor, routing: Routing, fn) -> torch.Tensor:
+    """``fn(rows, task)`` on each task's rows of the batch; one call when the batch holds a single task."""
+    if routing.single is not None:
+        return fn(hidden, routing.single)
+    out = None
+    for task, rows in routing.rows.items():
+        part = fn(hidden.index_select(0, rows), task)
+        if out is None:
+            out = part.new_zeros(hidden.shape[:-1] + part.shape[-1:])
+        out.index_copy_(0, rows, part)
+    return out
+
+
+_TASK_IDS: contextvars.ContextVar = contextvars.ContextVar("hf_adapter_kit_task_ids", default=None)
+
+
+@contextlib.contextmanager
+def task_context(task_ids: Any, expand: bool = False) -> Iterator[None]:
+    """Make ``task_ids`` visible to the kit's layers (both backends) for the calls inside the block.
+
+    >>> with task_context(["sentiment", "ner"]):   # doctest: +SKIP
+    ...     out = model(**batch)
+    """
+    token = _TASK_IDS.set({"raw": task_ids, "expand": expand})
+    try:
+        yield
+    finally:
+        _TASK_IDS.reset(token)
+
+
+def routing(tasks: Sequence[str], batch_size: int, device: torch.device, holder: Any = None) -> Routing:
+    """The routing of the running forward pass, validated once and reused by every layer.
+
+    ``holder`` is an ``adapters`` ``ForwardContext``: its ``task_ids`` (from the model's forward call) win over the
+    kit's :func:`task_context`. Without one, the kit's context is read.
+    """
+    state = getattr(holder, "_kit_task_state", None) if holder is not None else None
+    if state is None:
+        raw = getattr(holder, "task_ids", None) if holder is not None else None
+        state = {"raw": raw, "expand": False} if raw is not None else _TASK_IDS.get()
+        state = dict(state) if state is not None else {"raw": None, "expand": False}
+        if holder is not None:
+            holder._kit_task_state = state
+        else:
+            outer = _TASK_IDS.get()
+            if outer is not None:
+                state = outer  # cache on the context itself: validated once per call
+    key = (tuple(tasks), batch_size, device)
+    if state.get("key") != key:
+        ids = resolve_task_ids(state["raw"], tasks, batch_size, device, expand=state.get("expand", False))
+        state["routing"], state["key"] = Routing(ids), key
+    return state["routing"]
+
+
+__all__ = ["Routing", "check_tasks", "resolve_task_ids", "route", "routing", "task_context"]

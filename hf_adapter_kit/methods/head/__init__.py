@@ -1,0 +1,27 @@
+"""Classifier head only, the floor every adapter must beat: the pretrained model stays frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...registry import MethodSpec, register_method
+from ..common import checks
+
+
+@dataclass(frozen=True)
+class HeadOnlyConfig:
+    """Only the classification head is trained on top of the frozen pretrained model."""
+
+    method: str = "head"
+
+
+register_method(
+    MethodSpec(
+        name="head",
+        summary="Classifier head only: the pretrained model is frozen and only the new classification head is trained.",
+        configs={"transformers": lambda **options: checks.build_config(HeadOnlyConfig, "head", {}, options)},
+        default_backend="transformers",
+        learning_rate=1e-3,
+        recipe="head",
+    )
+)

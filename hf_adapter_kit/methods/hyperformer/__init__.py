@@ -1,0 +1,43 @@
+"""Hyperformer++ (Karimi Mahabadi et al. 2021): one shared hypernetwork generates every layer's adapters.
+
+A learned embedding per task, a layer-id embedding and a position embedding (attention or FFN) are concatenated,
+projected and layer-normed; shared generators turn the result into each adapter's weights (``hypernet.py``).
+Trainable: the task embeddings, the projector and the generators; a new task costs ``task_embedding_dim`` floats
+(``tasks.add_task``). Multi-task: ``tasks=["a", "b"]`` in the config, ``task_ids=`` in forward and ``generate``.
+Parameter count: :func:`hypernet.hypernetwork_parameter_count`.
+"""
+
+from __future__ import annotations
+
+from ...registry import AdaptersMethod, MethodSpec, PeftMethod, register_method
+from ..common import checks
+from .adapters_backend import ARCHITECTURE, HyperformerConfig, build_layer, build_shared
+from .peft_backend import HyperformerPeftConfig, HyperformerTuner
+
+
+register_method(
+    MethodSpec(
+        name="hyperformer",
+        summary=(
+            "Hyperformer++: a shared hypernetwork generates the adapters of every layer and position from learned "
+            "task, layer and position embeddings; one small model serves several tasks, routed by task_ids."
+        ),
+        configs={
+            "adapters": lambda **options: checks.build_config(HyperformerConfig, "hyperformer", {}, options),
+            "peft": lambda **options: checks.build_config(
+                HyperformerPeftConfig, "hyperformer", {"method": "hyperformer", "task_type": "SEQ_CLS"}, options
+            ),
+        },
+        default_backend="adapters",
+        # one task, projected_dim 8: 1e-3 beat 3e-4 on validation (bench/results/single-task-sweep-validation.md);
+        # three tasks trained together prefer 3e-4 (hyperformer-sweep-validation.md), which recipes/hyperformer sets
+        learning_rate=1e-3,
+        reference="Karimi Mahabadi et al. 2021, Parameter-efficient Multi-task Fine-tuning for Transformers via "
+        "Shared Hypernetworks",
+        aliases=("hyperformer++",),
+        multi_task=True,
+        peft=PeftMethod("HF_ADAPTER_KIT_HYPERFORMER", HyperformerPeftConfig, HyperformerTuner),
+        adapters=AdaptersMethod("hyperformer", HyperformerConfig, ARCHITECTURE, build_layer, build_shared),
+        recipe="hyperformer",
+    )
+)

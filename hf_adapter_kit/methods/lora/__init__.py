@@ -1,0 +1,50 @@
+"""LoRA: a trainable low-rank update ``B @ A`` (rank ``r``, scaled by ``alpha / r``) beside frozen weight matrices.
+
+Both libraries have it: PEFT is the default backend (``peft.LoraConfig``; target modules follow PEFT's
+per-architecture defaults, query and value for BERT/RoBERTa); ``adapters.LoRAConfig`` is the alternative.
+"""
+
+from __future__ import annotations
+
+import adapters
+import peft
+
+from ...registry import MethodSpec, register_method
+from ..common import checks
+
+
+def _check(options: dict, rank: str, alpha: str, dropout: str) -> None:
+    for name in (rank, alpha):
+        if name in options:
+            checks.positive(name, options[name])
+    if dropout in options:
+        checks.fraction(dropout, options[dropout])
+
+
+def _peft_config(**options) -> peft.LoraConfig:
+    _check(options, "r", "lora_alpha", "lora_dropout")
+    defaults = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "task_type": peft.TaskType.SEQ_CLS}
+    return checks.build_config(peft.LoraConfig, "lora", defaults, options)
+
+
+def _adapters_config(**options) -> adapters.LoRAConfig:
+    _check(options, "r", "alpha", "dropout")
+    return checks.build_config(adapters.LoRAConfig, "lora", {"r": 8, "alpha": 16, "dropout": 0.1}, options)
+
+
+register_method(
+    MethodSpec(
+        name="lora",
+        summary=(
+            "LoRA: each adapted weight matrix W gets a trainable low-rank update B A (rank r) while W stays frozen; "
+            "the update can be merged into W for inference at no extra latency."
+        ),
+        configs={"peft": _peft_config, "adapters": _adapters_config},
+        default_backend="peft",
+        # Measured on the embedded default, 100 steps of batch 32: 5e-4 stayed at the majority class (acc 0.71),
+        # 1e-3 reached 0.78, 2e-3 reached 0.87.
+        learning_rate=2e-3,
+        reference="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models",
+        recipe="lora",
+    )
+)

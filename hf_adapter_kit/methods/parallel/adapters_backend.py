@@ -1,0 +1,67 @@
+"""Multi-task parallel adapters on ``adapters`` (``config="multitask_parallel"``); its own ``par_bn`` is untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from adapters import ParBnConfig
+from adapters.methods.modeling import ParallelAdapter
+from torch import nn
+
+from ..common import checks
+from ..common.adapters_glue import bottleneck_size, current_routing, init_flags, positions_of
+from ..common.weights import INIT_SCHEMES, seeded
+from .config import ParallelOptions
+from .layer import MultiTaskBottleneck
+
+
+ARCHITECTURE = "hf_adapter_kit.parallel"
+
+
+@dataclass(eq=False)
+class MultiTaskParallelConfig(ParallelOptions, ParBnConfig):
+    """Multi-task parallel adapters on ``adapters``: one per task beside the FFN (and optionally attention)."""
+
+    reduction_factor: float | Mapping = 16
+    architecture: str | None = ARCHITECTURE
+    init_weights: str = "mam_adapter"  # ParBnConfig's: the adapter starts as the identity
+
+    def __post_init__(self):
+        checks.positive("reduction_factor", self.reduction_factor)
+        checks.positions(positions_of(self))
+        checks.activation("non_linearity", self.non_linearity)
+        checks.one_of("init_weights", self.init_weights, INIT_SCHEMES)
+        checks.seed("init_weights_seed", self.init_weights_seed)
+        self.check_options()
+
+
+class MultiTaskParallelAdapter(ParallelAdapter):
+    """``s * up(act(down(x)))`` from the sub-block's input, each example through its own task's adapter."""
+
+    def __init__(self, adapter_name: str, config: MultiTaskParallelConfig, hidden_size: int):
+        nn.Module.__init__(self)
+        init_flags(self, adapter_name, config)
+        self.tasks = list(config.tasks)
+        with seeded(config.init_weights_seed):
+            self.blocks = MultiTaskBottleneck(
+                len(self.tasks),
+                hidden_size,
+                bottleneck_size(config, hidden_size),
+                config.non_linearity,
+                config.init_weights,
+            )
+        self.learned_scaling = config.scaling == "learned"
+        self.scaling = nn.Parameter(torch.ones(len(self.tasks))) if self.learned_scaling else float(config.scaling)
+
+    def forward(self, x, residual_input, output_gating=False):
+        route = current_routing(self.tasks, x)
+        up = self.blocks(x.to(self.blocks.down_weight.dtype), route)
+        up = up * (self.scaling[route.ids].view(-1, *[1] * (up.dim() - 1)) if self.learned_scaling else self.scaling)
+        up = up.to(x.dtype)
+        return up, None, up
+
+
+def build_layer(adapter_name: str, config: MultiTaskParallelConfig, layer_idx: int, location_key: str, model_config):
+    return MultiTaskParallelAdapter(adapter_name, config, model_config.hidden_size)

@@ -1,0 +1,35 @@
+"""One bottleneck per task, stored stacked; each example runs through its own task's block (He et al. 2021).
+
+Parameters per adapted sub-block: ``tasks * (2 * d * b + b + d)`` (+ ``tasks`` for a learned scale).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import get_activation
+
+from ..common.routing import Routing, route
+from ..common.weights import init_projection
+
+
+class MultiTaskBottleneck(nn.Module):
+    """``up(act(down(x)))`` with one ``(out, in)`` matrix pair per task, stacked as ``(tasks, out, in)``."""
+
+    def __init__(self, num_tasks: int, hidden_size: int, bottleneck_size: int, non_linearity: str, scheme: str):
+        super().__init__()
+        self.down_weight = nn.Parameter(torch.empty(num_tasks, bottleneck_size, hidden_size))
+        self.down_bias = nn.Parameter(torch.zeros(num_tasks, bottleneck_size))
+        self.up_weight = nn.Parameter(torch.empty(num_tasks, hidden_size, bottleneck_size))
+        self.up_bias = nn.Parameter(torch.zeros(num_tasks, hidden_size))
+        init_projection(self.down_weight, "down", scheme)
+        init_projection(self.up_weight, "up", scheme)
+        self.act = get_activation(non_linearity.lower())
+
+    def _one(self, hidden: torch.Tensor, task: int) -> torch.Tensor:
+        down = F.linear(hidden, self.down_weight[task], self.down_bias[task])
+        return F.linear(self.act(down), self.up_weight[task], self.up_bias[task])
+
+    def forward(self, hidden: torch.Tensor, routing: Routing) -> torch.Tensor:
+        return route(hidden, routing, self._one)

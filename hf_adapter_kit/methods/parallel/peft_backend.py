@@ -1,0 +1,70 @@
+"""Multi-task parallel adapters as a PEFT method: ``HF_ADAPTER_KIT_PARALLEL``.
+
+Each adapter reads the sub-block's *input* (a forward pre-hook on the sub-block stashes it) and adds
+``s * up(act(down(x)))`` to the sub-block's output projection, each example through its own task's block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..common.peft_tuner import KitLayer, KitPeftConfig, KitTuner
+from ..common.routing import routing
+from ..common.weights import scheme_for
+from .config import ParallelOptions
+from .layer import MultiTaskBottleneck
+
+
+@dataclass
+class ParallelPeftConfig(ParallelOptions, KitPeftConfig):
+    """Multi-task parallel adapters for PEFT: one per task, routed per example by ``task_ids``."""
+
+    peft_type_name = "HF_ADAPTER_KIT_PARALLEL"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.method = self.method or "parallel"
+        self.check_options()
+        self.tasks = list(self.tasks)
+
+
+class ParallelLayer(KitLayer):
+    adapter_layer_names = ("kit_parallel_adapter", "kit_parallel_scaling")
+    reads_block_input = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kit_parallel_adapter = nn.ModuleDict()
+        self.kit_parallel_scaling = nn.ParameterDict()
+
+    def create(self, adapter_name: str, config: ParallelPeftConfig, hidden_size: int) -> None:
+        self.kit_parallel_adapter[adapter_name] = MultiTaskBottleneck(
+            len(config.tasks),
+            hidden_size,
+            config.bottleneck_size(hidden_size),
+            config.non_linearity,
+            scheme_for(config.init_weights),
+        )
+        if config.scaling == "learned":
+            self.kit_parallel_scaling[adapter_name] = nn.Parameter(torch.ones(len(config.tasks)))
+
+    def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        config = self.kit_options[adapter_name]
+        route = routing(config.tasks, source.shape[0], source.device)
+        delta = self.kit_parallel_adapter[adapter_name](source, route)
+        if adapter_name in self.kit_parallel_scaling:
+            return delta * self.kit_parallel_scaling[adapter_name][route.ids].view(-1, *[1] * (delta.dim() - 1))
+        return delta * config.scaling
+
+
+class ParallelTuner(KitTuner):
+    prefix = "kit_parallel_"
+    tuner_layer_cls = ParallelLayer
+
+    @classmethod
+    def legacy_key(cls, key: str, model: nn.Module, adapter_name: str) -> str:
+        # 0.1.0: `...dense.kit_adapters.down_weight` and `...dense.kit_scaling`
+        return key.replace(".kit_adapters.", ".kit_parallel_adapter.").replace(".kit_scaling", ".kit_parallel_scaling")
