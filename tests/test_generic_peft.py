@@ -284,3 +284,25 @@ def test_a_deep_copy_keeps_one_hypernetwork_per_adapter(tiny_model_dirs, method)
             if twin.base_model.prefix in name:
                 param.add_(0.5)
     assert not torch.allclose(logits(twin, inputs, method), logits(model, inputs, method))
+
+
+@pytest.mark.parametrize("method", sorted(MULTI))
+@pytest.mark.parametrize("low_cpu_mem_usage", [False, True], ids=["plain", "low-cpu-mem"])
+def test_task_names_equal_to_adapter_names_survive_a_save(tiny_model_dirs, tmp_path, method, low_cpu_mem_usage):
+    """PEFT's save drops keys ending in another adapter's name; task names ("default") must not end a key."""
+    folder = tiny_model_dirs["bert"]
+    config = get_config(method, backend="peft", reduction_factor=4, init_weights=False, tasks=["default", "other"])
+    model = get_peft_model(base_model(folder), config).eval()
+    torch.manual_seed(1)
+    model.add_adapter("other", config)
+    model.set_adapter("other")
+    model.eval()
+    inputs = batch(folder)
+    with torch.no_grad():
+        expected = model(**inputs, task_ids=["default", "other", "default", "other"]).logits
+    model.save_pretrained(tmp_path, selected_adapters=["other"])
+    reloaded = PeftModel.from_pretrained(base_model(folder), tmp_path / "other", low_cpu_mem_usage=low_cpu_mem_usage)
+    assert not [n for n, p in reloaded.named_parameters() if p.device.type == "meta"]
+    with torch.no_grad():
+        got = reloaded.eval()(**inputs, task_ids=["default", "other", "default", "other"]).logits
+    torch.testing.assert_close(got, expected)

@@ -89,12 +89,21 @@ def test_spec_checks_backends():
 
 def test_every_method_package_is_installed():
     """pyproject.toml lists packages one by one: a method folder missing there would vanish from a wheel."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).parent.parent
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {
-        ".".join(p.parent.relative_to(root).parts) for p in (root / "hf_adapter_kit").rglob("__init__.py")
-    }
+    folders = {".".join(p.parent.relative_to(root).parts) for p in (root / "hf_adapter_kit").rglob("__init__.py")}
     assert folders <= listed, sorted(folders - listed)
+
+
+def test_every_method_names_a_recipe_that_exists():
+    from pathlib import Path
+
+    from hf_adapter_kit import list_specs
+
+    recipes = Path(__file__).parent.parent / "recipes"
+    for spec in list_specs():
+        assert (recipes / spec.recipe / "config.yaml").is_file(), spec.name

@@ -47,7 +47,10 @@ class HyperNetwork(nn.Module):
         self.tasks, self.positions = list(tasks), list(positions)
         self.conditional_layer_norm = conditional_layer_norm
         e = task_embedding_dim
-        self.task_embeddings = nn.ParameterDict({name: nn.Parameter(torch.randn(e)) for name in self.tasks})
+        # A list, keyed by position in `tasks`: a dict keyed by task names made state-dict keys end in a task name,
+        # which PEFT's save filter drops when another adapter has that name (the default task and adapter names are
+        # both "default").
+        self.task_embeddings = nn.ParameterList([nn.Parameter(torch.randn(e)) for _ in self.tasks])
         self.layer_embeddings = nn.Embedding(num_layers, e)
         self.position_embeddings = nn.Embedding(len(self.positions), e)
         self.projector = nn.Sequential(
@@ -81,10 +84,10 @@ class HyperNetwork(nn.Module):
     # -- tasks ---------------------------------------------------------------------------------------------------
     def add_task(self, name: str) -> nn.Parameter:
         """Append a task; returns its new embedding (the only thing a new task needs to learn)."""
-        ref = next(iter(self.task_embeddings.values()))
-        self.task_embeddings[name] = nn.Parameter(torch.randn(ref.shape, device=ref.device, dtype=ref.dtype))
+        ref = self.task_embeddings[0]
+        self.task_embeddings.append(nn.Parameter(torch.randn(ref.shape, device=ref.device, dtype=ref.dtype)))
         self.tasks.append(name)
-        return self.task_embeddings[name]
+        return self.task_embeddings[-1]
 
     # -- generation ----------------------------------------------------------------------------------------------
     def generate(self, task: int, layer: int, position: str) -> dict[str, torch.Tensor]:
@@ -104,7 +107,7 @@ class HyperNetwork(nn.Module):
 
     def _generate(self, task: int, layer: int, position: str) -> dict[str, torch.Tensor]:
         device = self.layer_embeddings.weight.device
-        task_emb = self.task_embeddings[self.tasks[task]]
+        task_emb = self.task_embeddings[task]
         layer_emb = self.layer_embeddings(torch.tensor(layer, device=device))
         pos_emb = self.position_embeddings(torch.tensor(self.positions.index(position), device=device))
         z = self.projector_norm(self.projector(torch.cat([task_emb, layer_emb, pos_emb])))
@@ -119,6 +122,14 @@ class HyperNetwork(nn.Module):
             weights["ln_weight"] = self.ln_weight(z)
             weights["ln_bias"] = self.ln_bias(z)
         return weights
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # hf_adapter_kit 0.1.0 saved the task embeddings by name (`task_embeddings.<task>`); now by position
+        for index, name in enumerate(self.tasks):
+            old = f"{prefix}task_embeddings.{name}"
+            if old in state_dict and f"{prefix}task_embeddings.{index}" not in state_dict:
+                state_dict[f"{prefix}task_embeddings.{index}"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _param_state(self) -> tuple:
         return tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())

@@ -91,14 +91,14 @@ class HyperformerTuner(KitTuner):
 
     @classmethod
     def legacy_key(cls, key: str, model: nn.Module, adapter_name: str) -> str:
-        # 0.1.0 kept the hypernetwork on the tuner: `base_model.kit_hypernets.<path>`
+        # 0.1.0 kept the hypernetwork on the tuner: `base_model.kit_hypernets.<path>`. The key returned is the
+        # model's own (adapter name included), which PEFT's remapping passes through; HyperNetwork's
+        # `_load_from_state_dict` then renames the task embeddings, saved by name then.
         old = "base_model.kit_hypernets."
         if not key.startswith(old):
             return key
         owner = next(name for name, module in model.named_modules() if _owns(module, adapter_name))
-        if not owner.startswith("base_model.model."):
-            owner = "base_model.model." + owner
-        return f"{owner}.kit_hyperformer_hypernet.{key[len(old) :]}"
+        return f"{owner}.kit_hyperformer_hypernet.{adapter_name}.{key[len(old) :]}"
 
     def add_task(self, name: str, adapter_name: str = "default") -> nn.Parameter:
         """Add a task to a trained adapter; returns its embedding, the one parameter a new task needs to learn."""
