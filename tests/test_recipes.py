@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from hf_adapter_kit import AdapterKitError
-from hf_adapter_kit.cli import _parse, main
-from hf_adapter_kit.recipes import load_recipe
+from hf_adapter_kit.cli import main
+from hf_adapter_kit.parser import list_recipes, load_recipe, parse_train
 from tests.conftest import write_csv
 
 
@@ -39,7 +39,9 @@ def test_recipe_runs_a_few_steps(recipe, tiny_model_dirs, tmp_path):
 
 
 def test_command_line_overrides_the_recipe(tmp_path):
-    model, data, method, training = _parse(["--config", "recipes/lora/config.yaml", "--learning_rate", "0.0003"])
+    (model, data, method, training), _ = parse_train(
+        ["--config", "recipes/lora/config.yaml", "--learning_rate", "3e-4"]
+    )
     assert training.learning_rate == 0.0003 and training.num_train_epochs == 2
     assert method.method == "lora" and method.options() == {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
     assert model.max_length == 64 and data.max_train_samples == 4800
@@ -57,12 +59,14 @@ def test_bad_recipes(tmp_path, content, match):
     path = tmp_path / "recipe.yaml"
     path.write_text(content)
     with pytest.raises(AdapterKitError, match=match):
-        load_recipe(path)
+        parse_train(["--config", str(path)])
 
 
 def test_missing_recipe_and_unknown_method(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "none.yaml")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "`config`=" in capsys.readouterr().err
+    assert main(["train", "--config", "pfeifer"]) == 2
+    assert "`config`='pfeifer'" in (err := capsys.readouterr().err) and "'pfeiffer'" in err
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"method": "adapterdrop", "output_dir": str(tmp_path / "out")}))
     assert main(["train", "--config", str(path)]) == 2
@@ -77,5 +81,28 @@ def test_demo_takes_a_recipe(monkeypatch, tmp_path):
     monkeypatch.setattr(workflow, "run_demo", lambda **kwargs: seen.update(kwargs))
     assert main(["demo", "--config", "recipes/lora/config.yaml", "--output_dir", str(tmp_path / "d")]) == 0
     assert seen["method"] == "lora" and seen["learning_rate"] == 0.002 and seen["backend"] == "peft"
-    assert seen["method_options"] == '{"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}'
+    assert seen["method_options"] == {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
     assert seen["output_dir"] == str(tmp_path / "d") and seen["max_train_samples"] == 4800
+
+
+def test_recipes_by_name_from_any_directory(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)  # not the repository: the recipes come with the package
+    assert set(list_recipes()) == {p.parent.name for p in RECIPES}
+    (model, data, method, training), _ = parse_train(["--config", "pfeiffer"])
+    assert method.method == "pfeiffer" and model.max_length == 64 and data.max_train_samples == 4800
+    assert main(["recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in list_recipes())
+
+
+def test_method_options_are_typed_flags_shown_by_help(capsys):
+    (_, _, method, _), _ = parse_train(["--method", "lora", "--r", "4", "--lora_alpha", "8"])
+    assert method.options() == {"r": 4, "lora_alpha": 8}
+    (_, _, method, _), _ = parse_train(["--config", "pfeiffer", "--reduction_factor", "8"])
+    assert method.options() == {"reduction_factor": 8}  # the command line wins over the recipe's 16
+    with pytest.raises(SystemExit):
+        main(["train", "--method", "hyperformer", "--help"])
+    shown = capsys.readouterr().out
+    assert "--projected_dim" in shown and "--task_embedding_dim" in shown and "--learning_rate" in shown
+    with pytest.raises(AdapterKitError, match=r"Unknown argument\(s\) \['--projected_dim'"):
+        parse_train(["--method", "pfeiffer", "--projected_dim", "4"])  # a Hyperformer++ option, not Pfeiffer's

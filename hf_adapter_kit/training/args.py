@@ -169,15 +169,36 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, MethodArguments, KitTrainingA
 
 
 def split_kwargs(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Route keyword arguments to the dataclass that owns them; an unknown key is an error naming it."""
+    """Route keyword arguments to the dataclass that owns them; a key of the method's own config (e.g.
+    ``reduction_factor``) joins ``method_options``. Any other key is an error naming it."""
     routed: list[dict[str, Any]] = [{} for _ in ARGUMENT_CLASSES]
     owners = {f.name: i for i, cls in enumerate(ARGUMENT_CLASSES) for f in fields(cls) if f.init}
-    unknown = sorted(k for k in kwargs if k not in owners)
+    options = _option_names(kwargs.get("method", MethodArguments.method), kwargs.get("backend"))
+    unknown = sorted(k for k in kwargs if k not in owners and k not in options)
     if unknown:
         kit = sorted(name for name, i in owners.items() if i < len(ARGUMENT_CLASSES) - 1)
         raise AdapterKitError(
-            f"Unknown argument(s) {unknown}: allowed are {', '.join(kit)} and any transformers.TrainingArguments field."
+            f"Unknown argument(s) {unknown}: allowed are {', '.join(kit)}, the method's options "
+            f"({', '.join(sorted(options))}) and any transformers.TrainingArguments field."
         )
+    typed = {k: v for k, v in kwargs.items() if k not in owners}
     for key, value in kwargs.items():
-        routed[owners[key]][key] = value
+        if key in owners:
+            routed[owners[key]][key] = value
+    if typed:
+        method = routed[owners["method"]]
+        method["method_options"] = {**MethodArguments(method_options=method.get("method_options")).options(), **typed}
     return routed
+
+
+def _option_names(method: Any, backend: Any) -> set[str]:
+    """The fields of ``method``'s config on ``backend``; none when the method or backend is unknown (refused later,
+    with the list of methods)."""
+    from ..registry import get_method
+
+    try:
+        spec = get_method(method)
+        config = spec.configs[backend or spec.default_backend]()
+    except (AdapterKitError, KeyError, TypeError):
+        return set()
+    return {f.name for f in fields(config) if f.init}
