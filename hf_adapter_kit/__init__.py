@@ -37,6 +37,10 @@ def __getattr__(name):
         from .inference import pipeline
 
         return pipeline
+    if name == "resolve_model_path":
+        from .modeling import resolve_model_path
+
+        return resolve_model_path
     raise AttributeError(f"module 'hf_adapter_kit' has no attribute {name!r}")
 
 
@@ -56,6 +60,7 @@ __all__ = [
     "register_method",
     "task_context",
     "remove_adapter",
+    "resolve_model_path",
     "save_adapter",
     "train",
 ]

@@ -18,6 +18,16 @@ from ..errors import AdapterKitError
 from ..modeling import DEFAULT_MODEL
 
 
+# A smoke budget, for the tests that run the documentation's examples as written: with HF_ADAPTER_KIT_SMOKE=1 every
+# run trains at most 2 steps on at most 64 examples and evaluates at most 64. Never for real work.
+SMOKE = "HF_ADAPTER_KIT_SMOKE"
+SMOKE_STEPS, SMOKE_SAMPLES = 2, 64
+
+
+def smoke() -> bool:
+    return os.environ.get(SMOKE, "") not in {"", "0"}
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
@@ -59,6 +69,11 @@ class DataArguments:
     temperature: float = field(
         default=10.0, metadata={"help": "Multi-task sampling: a batch's task is drawn with p_i ~ n_i^(1/T)."}
     )
+
+    def __post_init__(self):
+        if smoke():
+            self.max_train_samples = min(self.max_train_samples or SMOKE_SAMPLES, SMOKE_SAMPLES)
+            self.max_eval_samples = min(self.max_eval_samples or SMOKE_SAMPLES, SMOKE_SAMPLES)
 
     def load_kwargs(self) -> dict[str, Any]:
         skip = {"task", "split_seed", "tasks", "temperature"}
@@ -142,6 +157,8 @@ class KitTrainingArguments(TrainingArguments):
         for key, value in device_defaults(cuda, bf16_supported).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if smoke():
+            self.max_steps = SMOKE_STEPS
         if launched_processes() > 1 and not torch.cuda.is_available():
             # Under torchrun / accelerate launch on a machine without CUDA, accelerate builds a distributed (gloo)
             # state only when told `cpu`; otherwise it reports DistributedType.NO, the model is never wrapped in DDP
