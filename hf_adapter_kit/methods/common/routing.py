@@ -123,17 +123,10 @@ def routing(tasks: Sequence[str], batch_size: int, device: torch.device, holder:
     ``holder`` is an ``adapters`` ``ForwardContext``: its ``task_ids`` (from the model's forward call) win over the
     kit's :func:`task_context`. Without one, the kit's context is read.
     """
-    state = getattr(holder, "_kit_task_state", None) if holder is not None else None
-    if state is None:
-        raw = getattr(holder, "task_ids", None) if holder is not None else None
-        state = {"raw": raw, "expand": False} if raw is not None else _TASK_IDS.get()
-        state = dict(state) if state is not None else {"raw": None, "expand": False}
-        if holder is not None:
-            holder._kit_task_state = state
-        else:
-            outer = _TASK_IDS.get()
-            if outer is not None:
-                state = outer  # cache on the context itself: validated once per call
+    if holder is not None and getattr(holder, "task_ids", None) is not None:
+        state = holder.__dict__.setdefault("_kit_task_state", {"raw": holder.task_ids, "expand": False})
+    else:  # the kit's context caches on itself: one validation per call
+        state = _TASK_IDS.get() or {"raw": None, "expand": False}
     key = (tuple(tasks), batch_size, device)
     if state.get("key") != key:
         ids = resolve_task_ids(state["raw"], tasks, batch_size, device, expand=state.get("expand", False))
