@@ -1,7 +1,9 @@
 """Model cards filled from the training run, rendered from ``model_cards/adapter_card.md``.
 
-Front matter through ``huggingface_hub.ModelCardData`` (library, base model, relation, tags, datasets, license,
-pipeline tag and a ``model-index`` with the measured metrics); the body from the adapter's ``hf_adapter_kit.json``.
+Front matter through ``huggingface_hub.ModelCardData`` (library, base model when it is a Hub id, relation, tags,
+datasets, license, pipeline tag and a ``model-index`` with the measured metrics); the body from the adapter's metadata
+(``AdapterMeta``). This module hands the template plain values; the template writes the usage code, one block per
+backend, single- or multi-task, and head kind.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from importlib import resources
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
+from .modeling import EMBEDDED_MODELS, looks_like_path
 from .registry import get_method
 from .saving import AdapterMeta
 
@@ -31,13 +36,18 @@ def render_card(
     repo_id: str | None = None,
     license: str = "apache-2.0",
     display_path: str | os.PathLike | None = None,
+    meta: AdapterMeta | None = None,
 ) -> ModelCard:
     """The card for a saved adapter folder; usage snippets name ``repo_id``, else the folder (``display_path`` when
-    the card is written in a staging folder that will be renamed)."""
+    the card is written in a staging folder that will be renamed).
+
+    ``meta``: the adapter's metadata when the caller has it at hand (else read from the folder's
+    ``hf_adapter_kit.json``). The template (``model_cards/adapter_card.md``) writes the usage code from it.
+    """
     directory = Path(directory)
-    meta = AdapterMeta.read(directory)
+    meta = meta or AdapterMeta.read(directory)
     spec = get_method(meta.method)
-    reference = repo_id or str(display_path or directory)
+    adapter = repo_id or str(display_path or directory)
     training = meta.training
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file() and p.name != CARD_FILE)
     title = f"{meta.method} adapter for {meta.task or 'text classification'}"
@@ -56,9 +66,10 @@ def render_card(
         )
         for task, key, value in measured
     ]
+    base_on_hub = is_hub_id(meta.base_model)
     card_data = ModelCardData(
         library_name=LIBRARY[meta.backend],
-        base_model=meta.base_model,
+        base_model=meta.base_model if base_on_hub else None,  # the Hub links base_model: a local folder is none
         tags=["hf_adapter_kit", meta.method, "text-classification", LIBRARY[meta.backend]],
         datasets=list(per_task) or None,
         license=license,
@@ -75,7 +86,8 @@ def render_card(
         summary=spec.summary,
         reference=spec.reference,
         base_model=meta.base_model,
-        base_model_url=f"https://huggingface.co/{meta.base_model}",
+        base_model_url=f"https://huggingface.co/{meta.base_model}" if base_on_hub else "",
+        base_embedded=meta.base_model in EMBEDDED_MODELS,
         task=meta.task,
         task_description=training.get("task_description", ""),
         model_type=meta.model_type,
@@ -84,25 +96,43 @@ def render_card(
         method=meta.method,
         backend=meta.backend,
         library=LIBRARY[meta.backend],
+        # methods PEFT / adapters know only once hf_adapter_kit is imported (the registry's PeftMethod / AdaptersMethod)
+        registers_method=meta.backend in {"peft", "adapters"} and getattr(spec, meta.backend) is not None,
         trainable_parameters=f"{trainable:,}",
         base_parameters=f"{base:,}",
         trainable_percent=f"{100 * trainable / base:.2f}%" if base else "n/a",
         adapter_size_bytes=f"{size:,}",
         labels=_labels(meta),
+        label_names=list(meta.label_names),
+        heads=[dict(head) for head in meta.heads],
+        adapter=adapter,
+        adapter_is_repo=repo_id is not None,
+        literal=repr,  # values enter the usage code as Python literals
         results=[
             {"task": task, "split": "test", "metric": METRIC_TYPES[k][1], "value": f"{v:.4f}"}
             for task, k, v in measured
         ],
-        usage=_multitask_usage(meta, reference) if meta.heads else _usage(reference),
-        plain_usage=_plain_usage(meta, reference),
-        plain_title=f"With {LIBRARY[meta.backend]}'s own API"
-        + (" (hf_adapter_kit registers this method with it)" if _is_kit_method(meta) else " (without hf_adapter_kit)"),
         hyperparameters=[(k, v) for k, v in training.items() if k not in _NOT_HYPERPARAMETERS],
         train_runtime=f"{training.get('train_runtime_s', 0):.0f} s ({training.get('global_steps', 0)} steps)",
         hardware=training.get("hardware", "unknown hardware"),
         limitations=_limitations(meta),
         versions=_versions(meta.backend),
     )
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether a base model name is a Hub id (linked, and ``base_model`` metadata) rather than a local folder."""
+    if not name:
+        return False
+    if name in EMBEDDED_MODELS:
+        return True
+    if looks_like_path(name) or Path(name).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 _NOT_HYPERPARAMETERS = {
@@ -117,89 +147,20 @@ _NOT_HYPERPARAMETERS = {
 
 
 def write_card(
-    directory: str | os.PathLike, repo_id: str | None = None, display_path: str | os.PathLike | None = None
+    directory: str | os.PathLike,
+    repo_id: str | None = None,
+    display_path: str | os.PathLike | None = None,
+    meta: AdapterMeta | None = None,
 ) -> Path:
     path = Path(directory) / CARD_FILE
-    render_card(directory, repo_id, display_path=display_path).save(str(path))
+    render_card(directory, repo_id, display_path=display_path, meta=meta).save(str(path))
     return path
-
-
-def _usage(reference: str) -> str:
-    return (
-        "import hf_adapter_kit as kit\n\n"
-        f'classifier = kit.pipeline("text-classification", model={reference!r})\n'
-        'print(classifier(["What a lovely flight, thank you!", "Two hours late and nobody told us why."]))'
-    )
-
-
-def _is_kit_method(meta: AdapterMeta) -> bool:
-    """Methods the libraries know only once hf_adapter_kit is imported (the registry's PEFT / adapters rows)."""
-    from .registry import get_method
-
-    spec = get_method(meta.method)
-    return getattr(spec, meta.backend, None) is not None if meta.backend in {"peft", "adapters"} else False
 
 
 def _labels(meta: AdapterMeta) -> str:
     if meta.heads:
         return "; ".join(f"{h['name']}: " + ", ".join(f"`{n}`" for n in h["label_names"]) for h in meta.heads)
     return ", ".join(f"`{name}`" for name in meta.label_names)
-
-
-def _multitask_usage(meta: AdapterMeta, reference: str) -> str:
-    tasks = [head["name"] for head in meta.heads]
-    return (
-        "import hf_adapter_kit as kit\n"
-        "from transformers import AutoTokenizer\n\n"
-        f"model = kit.from_pretrained({reference!r})   # encoder + adapter + one head per task\n"
-        f"tokenizer = AutoTokenizer.from_pretrained({meta.base_model!r})\n"
-        'batch = tokenizer(["What a lovely flight!", "Two hours late."], padding=True, return_tensors="pt")\n'
-        f"out = model(batch['input_ids'], batch['attention_mask'], task_ids={[tasks[0], tasks[-1]]!r})\n"
-        "print({task: logits.argmax(-1).tolist() for task, logits in out.logits.items()})"
-    )
-
-
-def _plain_usage(meta: AdapterMeta, reference: str) -> str:
-    if meta.heads:  # the encoder's adapter through the library; the heads are in heads.safetensors
-        opening = (
-            "import hf_adapter_kit  # registers the method\nfrom transformers import AutoModel, AutoTokenizer\n\n"
-        )
-        opening += f"model = AutoModel.from_pretrained({meta.base_model!r})\n"
-        opening += f"batch = AutoTokenizer.from_pretrained({meta.base_model!r})(['What a lovely flight!'], return_tensors='pt')\n"
-        if meta.backend == "peft":
-            load = f"from peft import PeftModel\nmodel = PeftModel.from_pretrained(model, {reference!r})\n"
-        else:
-            load = f"import adapters\nadapters.init(model)\nmodel.load_adapter({reference!r}, set_active=True, use_safetensors=True)\n"
-        tasks = [head["name"] for head in meta.heads]
-        return (
-            opening
-            + load
-            + f"hidden = model(**batch, task_ids={tasks[:1]!r} * len(batch['input_ids'])).last_hidden_state"
-        )
-    kit = "import hf_adapter_kit  # registers the method with the library\n" if _is_kit_method(meta) else ""
-    return kit + _plain_single(meta, reference)
-
-
-def _plain_single(meta: AdapterMeta, reference: str) -> str:
-    load_base = (
-        "from transformers import AutoModelForSequenceClassification\n\n"
-        f"labels = {meta.label_names!r}\n"
-        "model = AutoModelForSequenceClassification.from_pretrained(\n"
-        f"    {meta.base_model!r}, num_labels=len(labels), id2label=dict(enumerate(labels))\n)\n"
-    )
-    if meta.backend == "adapters":
-        return (
-            "import adapters\n" + load_base + "adapters.init(model)\n"
-            f"model.load_adapter({reference!r}, set_active=True, use_safetensors=True)"
-        )
-    if meta.backend == "peft":
-        return "from peft import PeftModel\n" + load_base + f"model = PeftModel.from_pretrained(model, {reference!r})"
-    if meta.method == "full":
-        return f"from transformers import AutoModelForSequenceClassification\n\nmodel = AutoModelForSequenceClassification.from_pretrained({reference!r})"
-    return (
-        "from safetensors.torch import load_file\n" + load_base + f"# head.safetensors from {reference}\n"
-        "model.load_state_dict(load_file('head.safetensors'), strict=False)"
-    )
 
 
 def _limitations(meta: AdapterMeta) -> str:

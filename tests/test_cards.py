@@ -58,7 +58,11 @@ def test_card_names_the_hub_repo_when_pushed(tiny_model_dirs, toy_files, tmp_pat
     )
     card = render_card(result.adapter_dir, repo_id="someone/head-toy")
     assert "model='someone/head-toy'" in card.text and str(result.adapter_dir) not in card.text
+    # the library's own API fetches the head from the repo too
+    assert "load_file(hf_hub_download('someone/head-toy', 'head.safetensors'))" in card.text
     assert card.data.base_model_relation == "adapter" and card.data.library_name == "transformers"
+    assert card.data.base_model is None  # a local base model is no Hub id: no base_model metadata, no link
+    assert "huggingface.co//" not in card.text and f"`{tiny_model_dirs['bert']}`" in card.text
 
 
 @pytest.mark.parametrize("backend", ["adapters", "peft"])
