@@ -23,10 +23,11 @@ TASKS = {"task_ids": ["a", "b", "a", "b"]}
 
 
 def config(method: str, **options):
+    options = {"reduction_factor": 4, **options}
     if method == "seq_bn":
-        return adapters.SeqBnConfig(reduction_factor=4, **options)
+        return adapters.SeqBnConfig(**options)
     name = {"multitask_parallel": "parallel"}.get(method, method)
-    return get_config(name, backend="adapters", reduction_factor=4, tasks=["a", "b"], **options)
+    return get_config(name, backend="adapters", **{"tasks": ["a", "b"], **options})
 
 
 def model_for(folder: str, dtype=torch.float32, causal: bool = False):
@@ -243,3 +244,40 @@ def test_generate_takes_task_ids(tiny_model_dirs, method, arch):
     assert greedy.shape[0] == 2 and beams.shape[0] == 2
     alone = model.generate(**{k: v[:1] for k, v in prompts.items()}, task_ids=torch.tensor([0]), **settings)
     assert torch.equal(alone[0], greedy[0][: alone.shape[1]])
+
+
+@pytest.mark.parametrize("method", KIT)
+def test_batch_split_routes_each_slice_with_its_own_task_ids(tiny_model_dirs, method):
+    from adapters.composition import BatchSplit
+
+    folder = tiny_model_dirs["bert"]
+    model = model_for(folder)
+    model.add_adapter("k1", config=config(method, init_weights="bert"))
+    model.add_adapter("k2", config=config(method, init_weights="bert"))
+    inputs = batch(folder)
+    model.set_active_adapters(BatchSplit("k1", "k2", batch_sizes=[1, 3]))
+    split = logits(model, inputs)  # task ids a, b, a, b over the whole batch
+    for name, rows in (("k1", [0]), ("k2", [1, 2, 3])):
+        model.set_active_adapters(name)
+        with torch.no_grad():
+            alone = model(**{k: v[rows] for k, v in inputs.items()}, task_ids=[TASKS["task_ids"][r] for r in rows])
+        torch.testing.assert_close(split[rows], alone.logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", KIT)
+def test_per_layer_reduction_factors(tiny_model_dirs, method):
+    """adapters' per-layer form: the parallel adapter follows it; Hyperformer++ (one shape for all layers) refuses
+    different factors with the kit's error; a mapping without the layer or a default is a KeyError, as in adapters."""
+    folder = tiny_model_dirs["bert"]
+    model = model_for(folder)
+    if method == "hyperformer":
+        with pytest.raises(AdapterKitError, match="`reduction_factor`"):
+            config(method, reduction_factor={"1": 2, "default": 4})
+        model.add_adapter("x", config=config(method, reduction_factor={"default": 8}))
+        assert model.base_model.shared_parameters["x"].bottleneck_size == 32 // 8
+        return
+    model.add_adapter("x", config=config(method, reduction_factor={"1": 2, "default": 4}))
+    sizes = [layer["output_adapter"].blocks.down_weight.shape[1] for layer in model.get_adapter("x").values()]
+    assert sizes == [32 // 4, 32 // 2]
+    with pytest.raises(KeyError, match="`reduction_factor`"):
+        model.add_adapter("y", config=config(method, reduction_factor={"0": 8}))

@@ -114,6 +114,8 @@ def test_adapters_is_the_version_the_patch_was_written_against():
     average = inspect.signature(adapters_methods._original["average_adapter"]).parameters
     assert list(average)[:5] == ["self", "adapter_name", "adapter_list", "weights", "combine_strategy"]
     assert "normalize_weights" in average
+    assert list(inspect.signature(adapters_methods._original["vslice"]).parameters) == ["self", "state", "slice_obj"]
+    assert "self.vslice(" in inspect.getsource(BottleneckLayer.compose_batch_split)  # BatchSplit slices through it
     # average_adapter still averages no shared weights but PHM's and VeRA's (else the wrapper may be obsolete)
     assert "_average_shared_parameters" in inspect.getsource(adapters_methods._original["average_adapter"])
     assert "task_ids" in ForwardContext.context_args  # how task_ids reach the layers

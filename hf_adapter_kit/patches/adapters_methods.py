@@ -25,17 +25,23 @@ Written against adapters 1.3.0. Each registry ``AdaptersMethod`` row is connecte
    ``ModelWithHeadsAdaptersMixin.add_adapter`` for a model with heads), ``task_ids`` is added to the model class's
    ``forward`` signature (``__signature__``, which ``inspect.signature`` and so the Trainer read).
 
-``tests/test_patches.py`` fails when the installed adapters is not 1.3.x or these entry points change shape.
+8. ``BottleneckLayer.vslice`` hands each child of a ``BatchSplit`` its rows of the batch, but ``task_ids`` stay those
+   of the whole batch. The wrapper notes the rows it hands out (start, stop, whole batch) on the ``ForwardContext``,
+   where the kit's modules find which examples, and so which tasks, they are computing.
+
+``tests/test_patches_methods.py`` fails when the installed adapters is not 1.3.x or these entry points change shape.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Mapping
 
 import adapters
 import torch
 from adapters.configuration import adapter_config
+from adapters.context import ForwardContext
 from adapters.loading import AdapterLoader
 from adapters.methods.bottleneck import BottleneckLayer
 from adapters.model_mixin import ModelAdaptersMixin, ModelWithHeadsAdaptersMixin
@@ -53,11 +59,20 @@ _original = {
     "rename_func": AdapterLoader.rename_func,
     "average_adapter": ModelAdaptersMixin.average_adapter,
     "heads_add_adapter": ModelWithHeadsAdaptersMixin.add_adapter,
+    "vslice": BottleneckLayer.vslice,
 }
 
 
 def _method_of(config):
-    return _BY_ARCHITECTURE.get(getattr(config, "architecture", None))
+    # a model built from a saved config.json holds its adapters' configs as plain dicts until they are matched
+    architecture = config.get("architecture") if isinstance(config, Mapping) else getattr(config, "architecture", None)
+    return _BY_ARCHITECTURE.get(architecture)
+
+
+def _config_of(model, adapter_name: str):
+    """The adapter's config as its class (``adapters_config.get`` may hand back the saved dict)."""
+    config = model.adapters_config.get(adapter_name)
+    return adapter_config.AdapterConfig.load(config) if isinstance(config, Mapping) else config
 
 
 def _get_config_class(config_dict):
@@ -83,7 +98,7 @@ def _add_adapter(self, adapter_name: str, layer_idx: int) -> bool:
 
 def _add_adapter_weights(self, adapter_name: str):
     _original["add_adapter_weights"](self, adapter_name)
-    config = self.adapters_config.get(adapter_name)
+    config = _config_of(self, adapter_name)
     method = _method_of(config)
     if method is None:
         return
@@ -98,6 +113,14 @@ def _heads_add_adapter(self, adapter_name: str, *args, **kwargs):
     if _method_of(self.adapters_config.get(adapter_name)) is not None:
         _declare_task_ids(type(self))
     return result
+
+
+def _vslice(self, state, slice_obj):
+    context = ForwardContext.get_context()
+    if context is not None and isinstance(slice_obj, slice):
+        start, stop, _ = slice_obj.indices(state.hidden_states.shape[0])
+        context.kit_rows = (start, stop, state.hidden_states.shape[0])
+    return _original["vslice"](self, state, slice_obj)
 
 
 def _filter_func(self, adapter_name):
@@ -128,7 +151,7 @@ def _average_adapter(self, adapter_name, adapter_list, weights=None, combine_str
     if kwargs.get("normalize_weights", True):
         weights = [w / sum(weights) for w in weights]
     shared = self.base_model.shared_parameters
-    average = method.build_shared(self.adapters_config.get(adapter_name), self.config)
+    average = method.build_shared(_config_of(self, adapter_name), self.config)
     sources = [shared[name].state_dict() for name in names]
     with torch.no_grad():
         average.load_state_dict({k: sum(w * s[k] for w, s in zip(weights, sources, strict=True)) for k in sources[0]})
@@ -165,6 +188,7 @@ def apply() -> None:
         (AdapterLoader, "rename_func", _rename_func),
         (ModelAdaptersMixin, "average_adapter", _average_adapter),
         (ModelWithHeadsAdaptersMixin, "add_adapter", _heads_add_adapter),
+        (BottleneckLayer, "vslice", _vslice),
     ):
         _wrap(owner, attribute, wrapper)
 

@@ -13,7 +13,7 @@ Written against peft 0.21.2. What it changes, and why:
    as the call's task context (:func:`hf_adapter_kit.methods.common.routing.task_context`; in ``generate`` ids per
    prompt also cover its beams) instead; for every other adapter the call is passed on unchanged.
 
-``tests/test_patches.py`` fails when the installed PEFT is not 0.21.x or these entry points change shape.
+``tests/test_patches_methods.py`` fails when the installed PEFT is not 0.21.x or these entry points change shape.
 """
 
 from __future__ import annotations

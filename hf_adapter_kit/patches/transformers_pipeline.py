@@ -11,6 +11,11 @@ holding ``hf_adapter_kit.json``, or a Hub repo holding it), returns ``hf_adapter
 transformers pipeline over the base model with the adapter attached. Every other call goes to transformers
 unchanged. For a Hub id the wrapper first asks for ``hf_adapter_kit.json`` (one request; none when offline).
 Code that ran ``from transformers import pipeline`` before importing hf_adapter_kit keeps the original function.
+A training run's output folder (its adapter in ``adapter/``) also goes to the kit, whose error names that folder.
+
+Without the import, transformers takes an ``adapters``-format folder for a PEFT one and reads
+``base_model_name_or_path`` from its adapter_config.json; the kit writes a hint there (``saving.PLAIN_LIBRARY_HINT``)
+that transformers repeats in its error. PEFT-format folders load in plain transformers with generic labels.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ def _is_kit_adapter(model: str, revision: str | None, token: Any) -> bool:
 
     path = Path(model)
     if path.is_dir():
-        return (path / KIT_FILE).is_file()
+        return (path / KIT_FILE).is_file() or (path / "adapter" / KIT_FILE).is_file()
     if path.exists() or looks_like_path(model):
         return False
     from huggingface_hub import constants, hf_hub_download

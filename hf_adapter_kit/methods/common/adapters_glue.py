@@ -9,13 +9,14 @@ or what ``model.adapter_to(name, dtype=...)`` made them) and hands back the call
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from adapters import BnConfig
 from adapters.context import ForwardContext
 from torch import nn
 
+from ...errors import AdapterKitError
 from .routing import Routing, routing
 
 
@@ -32,8 +33,36 @@ def init_flags(module: nn.Module, name: str, config: BnConfig) -> None:
 
 
 def current_routing(tasks: Sequence[str], hidden: torch.Tensor) -> Routing:
-    return routing(list(tasks), hidden.shape[0], hidden.device, holder=ForwardContext.get_context())
+    """The task ids of the rows this module computes. Under ``BatchSplit`` a module sees a slice of the batch
+    (``kit_rows``, noted by :mod:`hf_adapter_kit.patches.adapters_methods`) while ``task_ids`` cover all of it."""
+    context = ForwardContext.get_context()
+    rows = getattr(context, "kit_rows", None)
+    size = hidden.shape[0]
+    if rows is not None and rows[1] - rows[0] == size != rows[2]:
+        try:
+            whole = routing(list(tasks), rows[2], hidden.device, holder=context)
+        except AdapterKitError:
+            pass  # the ids are this slice's own (Parallel hands every child the whole original batch)
+        else:
+            return Routing(whole.ids[rows[0] : rows[1]])
+    return routing(list(tasks), size, hidden.device, holder=context)
 
 
-def bottleneck_size(config: BnConfig, hidden_size: int) -> int:
-    return max(1, int(hidden_size // config.reduction_factor))
+class MissingReductionFactor(AdapterKitError, KeyError):
+    """``adapters`` raises ``KeyError`` for a per-layer factor mapping without the layer or a default; so does the kit,
+    with its own message (the class is both)."""
+
+
+def bottleneck_size(config: BnConfig, hidden_size: int, layer_idx: int | None = None) -> int:
+    """``hidden_size // reduction_factor``; a mapping (``adapters``' per-layer form) gives the layer's own factor, or
+    its ``"default"``."""
+    factor = config.reduction_factor
+    if isinstance(factor, Mapping):
+        key = str(layer_idx) if str(layer_idx) in factor else "default"
+        if key not in factor:
+            raise MissingReductionFactor(
+                f"`reduction_factor`={dict(factor)!r} is not valid: it names no factor for layer {layer_idx} and no "
+                "'default'; give every layer or a 'default' key, as adapters requires."
+            )
+        factor = factor[key]
+    return max(1, int(hidden_size // factor))

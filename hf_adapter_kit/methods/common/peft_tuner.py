@@ -72,6 +72,8 @@ class KitPeftConfig(PeftConfig):
 
         self.peft_type = getattr(PeftType, self.peft_type_name)
         checks.positive("reduction_factor", self.reduction_factor)
+        if not isinstance(self.reduction_factor, int | float):  # a per-layer mapping is adapters' form
+            raise invalid("reduction_factor", self.reduction_factor, "a number > 0.")
         checks.activation("non_linearity", self.non_linearity)
         self.positions = checks.positions(self.positions)
         if not isinstance(self.init_weights, bool):

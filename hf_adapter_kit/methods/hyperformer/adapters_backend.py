@@ -41,6 +41,12 @@ class HyperformerConfig(HyperformerOptions, BnConfig):
 
     def __post_init__(self):
         checks.positive("reduction_factor", self.reduction_factor)
+        if isinstance(self.reduction_factor, Mapping) and len(set(self.reduction_factor.values())) > 1:
+            raise checks.invalid(
+                "reduction_factor",
+                dict(self.reduction_factor),
+                "one number: Hyperformer++ generates adapters of one shape for every layer.",
+            )
         checks.positions(positions_of(self))
         checks.activation("non_linearity", self.non_linearity)
         checks.one_of("init_weights", self.init_weights, INIT_SCHEMES)

@@ -40,7 +40,7 @@ class MultiTaskParallelConfig(ParallelOptions, ParBnConfig):
 class MultiTaskParallelAdapter(ParallelAdapter):
     """``s * up(act(down(x)))`` from the sub-block's input, each example through its own task's adapter."""
 
-    def __init__(self, adapter_name: str, config: MultiTaskParallelConfig, hidden_size: int):
+    def __init__(self, adapter_name: str, config: MultiTaskParallelConfig, hidden_size: int, layer_idx: int):
         nn.Module.__init__(self)
         init_flags(self, adapter_name, config)
         self.tasks = list(config.tasks)
@@ -48,7 +48,7 @@ class MultiTaskParallelAdapter(ParallelAdapter):
             self.blocks = MultiTaskBottleneck(
                 len(self.tasks),
                 hidden_size,
-                bottleneck_size(config, hidden_size),
+                bottleneck_size(config, hidden_size, layer_idx),
                 config.non_linearity,
                 config.init_weights,
             )
@@ -64,4 +64,4 @@ class MultiTaskParallelAdapter(ParallelAdapter):
 
 
 def build_layer(adapter_name: str, config: MultiTaskParallelConfig, layer_idx: int, location_key: str, model_config):
-    return MultiTaskParallelAdapter(adapter_name, config, model_config.hidden_size)
+    return MultiTaskParallelAdapter(adapter_name, config, model_config.hidden_size, layer_idx)
