@@ -3,6 +3,10 @@
 On Linux, ``renameat2(RENAME_EXCHANGE)`` swaps two paths in one atomic step. Elsewhere (or on a file system that
 refuses it) the old folder is first renamed aside and the new one renamed in; the short window between the two
 renames is covered by :func:`recover`, which puts the aside copy back if the target is missing.
+
+Folders and files come out with the permissions ``os.makedirs`` and ``open`` give (0755 and 0644 under the usual
+umask 022), like the libraries' own folders: ``tempfile.mkdtemp`` would make the folder 0700, and safetensors writes
+its files 0600, so a folder saved for a team or a server was readable by its owner alone.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 
@@ -31,6 +36,31 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def _aside(target: Path) -> Path:
     return target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+
+
+def staging_dir(target: Path, tag: str = "saving") -> Path:
+    """A new empty folder ``.<name>.<tag>-<random>`` beside ``target``, with the mode ``os.makedirs`` gives."""
+    while True:
+        candidate = target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:8]}")
+        try:
+            candidate.mkdir()  # mode 0o777 less the umask (what tempfile.mkdtemp would make 0o700)
+        except FileExistsError:
+            continue
+        return candidate
+
+
+def normalize_modes(folder: Path) -> None:
+    """Give the folder's subfolders the folder's own mode and its files what ``open`` gives new files.
+
+    ``folder`` must have been made with ``mkdir`` (its mode is then 0o777 less the umask, or what a default ACL says),
+    so files get that mode without the execute bits: 0o644 under umask 022, 0o640 under 027.
+    """
+    folder_mode = stat.S_IMODE(folder.stat().st_mode)
+    file_mode = folder_mode & 0o666
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        path.chmod(folder_mode if path.is_dir() else file_mode)
 
 
 def replace_dir(new: Path, target: Path) -> None:

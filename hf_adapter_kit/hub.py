@@ -57,7 +57,7 @@ def push_to_hub(
         else:
             source = Path(model_or_dir)
             if not source.is_dir():
-                _not_a_folder("model_or_dir", model_or_dir)
+                _not_a_folder("model_or_dir", model_or_dir, or_repo=False)
             AdapterMeta.read(source)  # refuses a folder that is not a kit adapter, before any request
             shutil.copytree(source, staging)
         write_card(staging, repo_id=repo_id)
@@ -100,28 +100,50 @@ def from_pretrained(
 
 
 def resolve_adapter(
-    repo_id_or_path: str | os.PathLike, *, revision: str | None = None, token: str | None = None, allow_pickle=False
+    repo_id_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    allow_pickle=False,
+    argument: str = "repo_id_or_path",
 ) -> Path:
-    """A local folder holding the adapter: the path itself, or a download of the Hub repo at ``revision``."""
-    path = Path(repo_id_or_path)
+    """A local folder holding the adapter: the path itself, or a download of the Hub repo at ``revision``.
+
+    ``argument`` is the name the caller's user gave the value (``model`` in ``pipeline``), for the messages.
+    """
+    if not isinstance(repo_id_or_path, str | os.PathLike) or not str(repo_id_or_path).strip():
+        raise AdapterKitError(
+            f"`{argument}`={repo_id_or_path!r} is not valid: give an adapter folder (e.g. <output_dir>/adapter of a "
+            "training run) or a Hub repo id ('owner/name')."
+        )
+    path = Path(repo_id_or_path).expanduser()
     if path.is_dir():
         return path
     name = str(repo_id_or_path)
-    if path.exists() or looks_like_path(name):
-        _not_a_folder("repo_id_or_path", repo_id_or_path)
-    _check_repo_id(name, argument="repo_id_or_path")
+    if path.exists() or not isinstance(repo_id_or_path, str) or looks_like_path(name) or name.endswith(("/", os.sep)):
+        _not_a_folder(argument, repo_id_or_path)
+    # "outputs/run" when ./outputs exists: a mistyped local path far more often than a Hub repo, but both are tried.
+    local = len(Path(name).parts) > 1 and Path(Path(name).parts[0]).is_dir()
+    if local:
+        try:
+            validate_repo_id(name)
+        except HFValidationError:
+            _not_a_folder(argument, repo_id_or_path)
+    _check_repo_id(name, argument=argument)
     patterns = DOWNLOAD_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
+    neither = f"`{argument}`={name!r} is neither a local folder"
     try:
         folder = snapshot_download(name, revision=revision, token=token, allow_patterns=patterns)
     except RevisionNotFoundError as err:
         raise AdapterKitError(f"`revision`={revision!r} does not exist in the Hub repo {name!r}.") from err
     except RepositoryNotFoundError as err:
-        raise AdapterKitError(
-            f"`repo_id_or_path`={name!r} is neither a local folder nor a Hub repo you can read (a private repo "
-            "needs token=...)."
-        ) from err
+        if local:
+            _not_a_folder(argument, repo_id_or_path, hub="it is not a Hub repo you can read either")
+        raise AdapterKitError(f"{neither} nor a Hub repo you can read (a private repo needs token=...).") from err
     except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise AdapterKitError(f"`repo_id_or_path`={name!r} could not be downloaded: {err}") from err
+        if local:
+            _not_a_folder(argument, repo_id_or_path, hub="no Hub repo of that name could be downloaded either")
+        raise AdapterKitError(f"{neither} nor a Hub repo that could be downloaded: {err}") from err
     folder = Path(folder)
     if not (folder / KIT_FILE).is_file() and not (folder / "adapter_config.json").is_file():
         raise AdapterKitError(f"The Hub repo {name!r} (revision {revision or 'main'}) holds no adapter.")
@@ -137,5 +159,25 @@ def _check_repo_id(repo_id: str, argument: str = "repo_id") -> None:
         ) from err
 
 
-def _not_a_folder(argument: str, value) -> None:
-    raise AdapterKitError(f"`{argument}`={str(value)!r} does not exist or is not a folder: give an adapter folder.")
+def _not_a_folder(argument: str, value, hub: str = "", or_repo: bool = True) -> None:
+    """Refuse a local path that is missing or not a folder, saying what is there instead."""
+    path = Path(value).expanduser()
+    shown = str(value)
+    if os.path.lexists(path):
+        raise AdapterKitError(
+            f"`{argument}`={shown!r} is a file, not a folder: give the adapter folder (the one holding {KIT_FILE})."
+        )
+    existing = next(parent for parent in path.absolute().parents if os.path.lexists(parent))
+    if not existing.is_dir():
+        raise AdapterKitError(f"`{argument}`={shown!r} is not a folder: {str(existing)!r} in it is a file.")
+    try:
+        inside = sorted(p.name for p in existing.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:  # a folder we may not list
+        inside = []
+    listing = f"; the folders in it: {', '.join(inside[:8])}{', ...' if len(inside) > 8 else ''}" if inside else ""
+    raise AdapterKitError(
+        f"`{argument}`={shown!r} does not exist or is not a folder: there is no local folder "
+        f"{str(path.absolute())!r} (the nearest existing folder is {str(existing)!r}{listing})"
+        f"{'; ' + hub if hub else ''}. Give an adapter folder, e.g. "
+        f"<output_dir>/adapter of a training run{', or a Hub repo id (owner/name)' if or_repo else ''}."
+    )

@@ -9,11 +9,11 @@ import torch
 import transformers
 
 from .backends import get_backend
-from .errors import choices
-from .hub import from_pretrained
+from .errors import choices, invalid
+from .hub import resolve_adapter
 from .modeling import load_tokenizer
 from .patches.transformers_pipeline import _original
-from .saving import meta_of
+from .saving import load_folder, meta_of
 
 
 SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis")
@@ -37,8 +37,14 @@ def pipeline(
     """
     if task not in SUPPORTED_PIPELINES:
         raise choices("task", task, SUPPORTED_PIPELINES)
-    if model is None or isinstance(model, str | os.PathLike):
-        model = from_pretrained(model, revision=revision, token=token)
+    if model is None:
+        raise invalid(
+            "model",
+            None,
+            "an adapter folder, a Hub repo id, or a model from hf_adapter_kit.from_pretrained or train(...).model.",
+        )
+    if isinstance(model, str | os.PathLike):
+        model = load_folder(resolve_adapter(model, revision=revision, token=token, argument="model"))
     meta = meta_of(model)
     tokenizer = tokenizer or load_tokenizer(meta.base_model)
     base = get_backend(meta.backend).base_model(model)

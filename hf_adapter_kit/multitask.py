@@ -113,9 +113,12 @@ def attach_encoder(encoder: nn.Module, config, backend: str, adapter_name: str) 
         return peft.get_peft_model(encoder, config, adapter_name="default")
     import adapters
 
+    from .logs import quiet_adapter_activation
+
     adapters.init(encoder)
-    encoder.add_adapter(adapter_name, config=config)
-    encoder.train_adapter(adapter_name)
+    with quiet_adapter_activation():
+        encoder.add_adapter(adapter_name, config=config)
+        encoder.train_adapter(adapter_name)
     return encoder
 
 
@@ -157,8 +160,11 @@ def load_multitask(directory, meta, encoder: nn.Module) -> MultiTaskModel:
         import adapters
 
         weight_file(directory, "adapter.safetensors")
+        from .logs import quiet_adapter_activation
+
         adapters.init(encoder)
-        encoder.load_adapter(str(directory), load_as=meta.adapter_name, set_active=True, use_safetensors=True)
+        with quiet_adapter_activation():
+            encoder.load_adapter(str(directory), load_as=meta.adapter_name, set_active=True, use_safetensors=True)
     heads = {spec["name"]: TaskHead(spec["kind"], len(spec["label_names"])) for spec in meta.heads}
     model = MultiTaskModel(encoder, heads)
     load_weights(model, directory, meta.backend, meta.adapter_name)

@@ -155,6 +155,11 @@ class KitArgumentParser(HfArgumentParser):
                 f"Unknown argument(s) {rest}: run `{self.prog} --help` (with --method <method> for its options)."
             )
         given = set(values) | {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+        if any(dtype.__name__ == "KitTrainingArguments" for dtype in self.dataclass_types):
+            from .training.validate import check_values
+
+            # before the dataclasses: transformers' TrainingArguments refuses some values with plain ValueErrors
+            check_values({k: v for k, v in vars(namespace).items() if k != "config"}, complete=True)
         outputs = []
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}

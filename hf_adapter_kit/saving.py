@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,13 +19,22 @@ import torch
 from transformers import PreTrainedModel
 
 from . import __version__
-from .atomic import recover, replace_dir
+from .atomic import normalize_modes, recover, replace_dir, staging_dir
 from .backends import get_backend
-from .errors import AdapterKitError
+from .errors import AdapterKitError, invalid
 from .modeling import load_base_model
 
 
 KIT_FILE = "hf_adapter_kit.json"
+# transformers (pipeline, AutoModel*.from_pretrained) takes any folder with an adapter_config.json for a PEFT adapter
+# and loads ``base_model_name_or_path`` from it: an ``adapters`` folder has no such key (KeyError, no hint). The kit
+# writes this text there, which transformers then names in its error ("Can't load the configuration of '...'").
+# adapters itself ignores the key; the kit reads the base model from hf_adapter_kit.json.
+PLAIN_LIBRARY_HINT = (
+    "not a PEFT adapter: an hf_adapter_kit adapter in the AdapterHub `adapters` format, for the base model {base}. "
+    "Run `import hf_adapter_kit` before transformers.pipeline (or use hf_adapter_kit.pipeline / from_pretrained), "
+    "or load it with adapters: model.load_adapter(folder, use_safetensors=True)"
+)
 
 
 @dataclass
@@ -97,11 +105,31 @@ def meta_of(model: torch.nn.Module) -> AdapterMeta:
     return meta
 
 
-def check_output_dir(output_dir: str | os.PathLike) -> Path:
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise AdapterKitError(f"`output_dir`={str(output_dir)!r} is a file: give a folder (it is created if missing).")
+def check_output_dir(output_dir: str | os.PathLike, argument: str = "output_dir") -> Path:
+    """``output_dir`` as a Path (``~`` expanded) once it is sure that it is, or can be made, a writable folder."""
+    if not isinstance(output_dir, str | os.PathLike) or not str(output_dir).strip():
+        raise invalid(argument, output_dir, "a folder path (it is created if missing).")
+    path = Path(output_dir).expanduser()
+    shown = str(output_dir)
+    if path.is_dir():
+        if not _writable(path):
+            raise invalid(argument, shown, "a folder you can write to; this one is not writable.")
+        return path
+    if os.path.lexists(path):
+        if path.is_symlink():
+            raise invalid(argument, shown, f"a folder; it is a link to {os.readlink(path)!r}, which does not exist.")
+        raise AdapterKitError(f"`{argument}`={shown!r} is a file: give a folder (it is created if missing).")
+    existing = next(parent for parent in path.absolute().parents if os.path.lexists(parent))
+    if not existing.is_dir():
+        what = "a file" if existing.is_file() else "a link to nothing"
+        raise invalid(argument, shown, f"a folder path; {str(existing)!r} in it is {what}, not a folder.")
+    if not _writable(existing):
+        raise invalid(argument, shown, f"a folder that can be created; {str(existing)!r} is not writable.")
     return path
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def save_adapter(
@@ -119,7 +147,7 @@ def save_adapter(
     target.parent.mkdir(parents=True, exist_ok=True)
     if not merge:
         recover(target, clean=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    staging = staging_dir(target)  # folder and files get the modes os.makedirs / open give, not mkdtemp's 0700
     try:
         if meta.heads:  # a MultiTaskModel: the library's adapter files plus the task heads
             from .multitask import save_heads
@@ -128,10 +156,12 @@ def save_adapter(
             save_heads(model, staging)
         else:
             get_backend(meta.backend).save(model, staging, meta.adapter_name)
+        _add_plain_library_hint(staging, meta)
         (staging / KIT_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
         from .cards import write_card  # cards read the folder back; imported here to keep saving free of cycles
 
         write_card(staging, display_path=target)
+        normalize_modes(staging)
         if merge:
             target.mkdir(exist_ok=True)
             for path in staging.iterdir():  # the libraries write flat folders
@@ -141,6 +171,18 @@ def save_adapter(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _add_plain_library_hint(folder: Path, meta: AdapterMeta) -> None:
+    """In an ``adapters`` adapter_config.json, the key transformers reads first carries a hint (PLAIN_LIBRARY_HINT)."""
+    path = folder / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    if not isinstance(config, dict) or "peft_type" in config or "base_model_name_or_path" in config:
+        return  # PEFT's own config: transformers and PEFT load it (the base model's id is its real value)
+    config["base_model_name_or_path"] = PLAIN_LIBRARY_HINT.format(base=meta.base_model)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def folder_size(directory: str | os.PathLike) -> int:
@@ -165,6 +207,12 @@ def load_folder(
     recover(directory)
     if not directory.is_dir():
         raise AdapterKitError(f"`path`={str(directory)!r} is not a folder: give a folder written by hf_adapter_kit.")
+    inner = directory / "adapter"
+    if not (directory / KIT_FILE).is_file() and (inner / KIT_FILE).is_file():
+        raise AdapterKitError(
+            f"`path`={str(directory)!r} is a training run's output folder, not an adapter folder: the adapter it "
+            f"holds is {str(inner)!r}."
+        )
     if (directory / KIT_FILE).is_file():
         meta = AdapterMeta.read(directory)
     else:

@@ -185,3 +185,66 @@ def test_cli_push(hub, tiny_model_dirs, tmp_path, capsys):
     assert "adapter_model.safetensors" in hub.files("kit-tests/cli", revision="dev")
     assert main(["push", str(tmp_path / "missing"), "kit-tests/cli", "--token", hub.token]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_missing_local_folder_is_reported_as_one(tiny_model_dirs, tmp_path, monkeypatch):
+    """A mistyped local path is named as a missing folder (with what is there), not as a failed Hub download."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "out" / "run"
+    save_adapter(_model(tiny_model_dirs["bert"], "lora", "peft"), run / "adapter")
+    missing = (
+        r"does not exist or is not a folder: there is no local folder '.*out/nope' "
+        r"\(the nearest existing folder is '.*out'; "
+    )
+    for name in ["out/nope", "./out/nope", "out/nope/", tmp_path / "out" / "nope", "~/../no/such/adapter/folder"]:
+        with pytest.raises(AdapterKitError, match=r"`repo_id_or_path`=.* " + (missing if "nope" in str(name) else "")):
+            kit.from_pretrained(name)
+    with pytest.raises(AdapterKitError, match=r"`repo_id_or_path`='out/nope' " + missing + r"the folders in it: run"):
+        kit.from_pretrained("out/nope")
+    with pytest.raises(AdapterKitError, match=r"`model`='out/nope' does not exist"):
+        kit.pipeline("text-classification", model="out/nope")
+    with pytest.raises(AdapterKitError, match=r"`model`=None is not valid"):
+        kit.pipeline("text-classification", model=None)
+    with pytest.raises(AdapterKitError, match=r"'nope' is neither a local folder nor a Hub repo"):
+        kit.from_pretrained("nope")  # a single name: a Hub id first of all
+    with pytest.raises(AdapterKitError, match=r"is a training run's output folder.*'out/run/adapter'"):
+        kit.from_pretrained("out/run")
+    assert kit.from_pretrained("out/run/adapter").config.id2label == dict(enumerate(LABELS))
+
+
+def test_plain_libraries_get_a_hint(tiny_model_dirs, tmp_path):
+    """Without ``import hf_adapter_kit``, transformers takes an ``adapters`` folder for a PEFT one and reads
+    ``base_model_name_or_path`` from it (KeyError before): the folder carries a hint there, which transformers
+    names in its error. adapters itself, PEFT folders and the kit are unaffected."""
+    import adapters
+
+    folder = save_adapter(_model(tiny_model_dirs["bert"], "pfeiffer", "adapters"), tmp_path / "a")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert "import hf_adapter_kit" in config["base_model_name_or_path"]
+    assert tiny_model_dirs["bert"] in config["base_model_name_or_path"]
+    peft_folder = save_adapter(_model(tiny_model_dirs["bert"], "lora", "peft"), tmp_path / "p")
+    peft_config = json.loads((peft_folder / "adapter_config.json").read_text())
+    assert peft_config["base_model_name_or_path"] == tiny_model_dirs["bert"]  # PEFT's own value, untouched
+    script = textwrap.dedent(
+        """
+        import sys, transformers
+        for load in (lambda f: transformers.pipeline("text-classification", model=f),
+                     transformers.AutoModelForSequenceClassification.from_pretrained):
+            try:
+                load(sys.argv[1])
+            except Exception as err:
+                print("ERROR", type(err).__name__, err)
+        print("kit imported:", "hf_adapter_kit" in sys.modules)
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(folder)], env=env, capture_output=True, text=True, timeout=300
+    )
+    errors = [line for line in run.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 2 and all("import hf_adapter_kit" in line for line in errors), run.stdout + run.stderr
+    assert "kit imported: False" in run.stdout
+    plain = load_base_model(tiny_model_dirs["bert"], LABELS)
+    adapters.init(plain)
+    assert plain.load_adapter(str(folder), use_safetensors=True) == "toy"
+    assert kit.from_pretrained(folder).config.id2label == dict(enumerate(LABELS))

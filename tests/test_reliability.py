@@ -267,3 +267,34 @@ def test_model_code_runs_only_when_asked(tiny_model_dirs, tmp_path, model_type):
     with pytest.raises(Exception):  # noqa: B017 - only whether the code ran matters here
         load_base_model(str(folder), LABELS, trust_remote_code=True)  # no custom model class: fails after
     assert marker.exists(), "with trust_remote_code=True the code is the caller's choice and runs"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask-022", "umask-027"])
+def test_saved_folders_get_the_modes_makedirs_and_open_give(tiny_model_dirs, tmp_path, umask):
+    """Folders 0755 and files 0644 under umask 022 (0750 / 0640 under 027), like os.makedirs and open; not
+    mkdtemp's 0700 nor safetensors' 0600. The same after a save that replaces the folder, and in checkpoints."""
+    import stat
+
+    def modes(folder):
+        return {p.name: stat.S_IMODE(p.stat().st_mode) for p in [folder, *folder.rglob("*")]}
+
+    previous = os.umask(umask)
+    try:
+        os.makedirs(tmp_path / "reference")
+        (tmp_path / "reference" / "file").write_text("x")
+        dir_mode, file_mode = (stat.S_IMODE((tmp_path / p).stat().st_mode) for p in ("reference", "reference/file"))
+        assert (dir_mode, file_mode) == (0o777 & ~umask, 0o666 & ~umask)
+        for method, backend in [("pfeiffer", "adapters"), ("lora", "peft"), ("head", "transformers")]:
+            model = _adapter_model(tiny_model_dirs["bert"], method, backend)
+            folder = tmp_path / f"{method}-{backend}"
+            for _ in range(2):  # a new folder, then one replacing it
+                save_adapter(model, folder)
+                got = modes(folder)
+                assert got.pop(folder.name) == dir_mode, method
+                assert got and set(got.values()) == {file_mode}, (method, {k: oct(v) for k, v in got.items()})
+            checkpoint = tmp_path / "run" / f"checkpoint-{method}"
+            os.makedirs(checkpoint)  # as the Trainer does
+            save_adapter(model, checkpoint, merge=True)
+            assert set(modes(checkpoint).values()) - {dir_mode} == {file_mode}
+    finally:
+        os.umask(previous)

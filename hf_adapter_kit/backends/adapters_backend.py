@@ -13,6 +13,7 @@ from typing import Any
 import adapters
 from transformers import PreTrainedModel
 
+from ..logs import quiet_adapter_activation
 from ..modeling import head_prefixes
 from .base import Backend, check_fits, load_into, set_trainable, weight_file
 
@@ -27,8 +28,9 @@ class AdaptersBackend(Backend):
     def attach(self, model: PreTrainedModel, config: Any, adapter_name: str) -> PreTrainedModel:
         check_fits(config, model)
         adapters.init(model)
-        model.add_adapter(adapter_name, config=config)
-        model.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
+        with quiet_adapter_activation():
+            model.add_adapter(adapter_name, config=config)
+            model.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
         set_trainable(model, head_prefixes(model))
         return model
 
@@ -43,7 +45,8 @@ class AdaptersBackend(Backend):
         adapters.init(model)
         # With safetensors present adapters reads only them; otherwise it uses torch.load(weights_only=True).
         safe = weights.suffix == ".safetensors"
-        model.load_adapter(str(directory), load_as=adapter_name, set_active=True, use_safetensors=safe)
+        with quiet_adapter_activation():
+            model.load_adapter(str(directory), load_as=adapter_name, set_active=True, use_safetensors=safe)
         return model.eval()
 
     def load_weights(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:

@@ -28,6 +28,7 @@ from ..registry import multi_task_methods, resolve_backend
 from ..saving import AdapterMeta, attach_meta, check_output_dir
 from .preprocess import tokenize_task
 from .trainer import KitTrainer
+from .validate import check_arguments
 
 
 def task_probabilities(sizes: list[int], temperature: float) -> np.ndarray:
@@ -125,6 +126,7 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
     """``hf_adapter_kit.train(..., tasks=[...])``: checks, data, model, training, per-task test metrics, saving."""
     from .run import _training_record, finish_run, resolve_checkpoint
 
+    check_arguments(model_args, data_args, method_args, training_args)  # bad values refused before anything runs
     spec, backend = resolve_backend(method_args.method, method_args.backend)
     if not spec.multi_task:
         raise invalid("method", method_args.method, f"a multi-task method for `tasks`: one of {multi_task_methods()}.")

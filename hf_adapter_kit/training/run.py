@@ -23,6 +23,7 @@ from ..saving import AdapterMeta, attach_meta, check_output_dir, folder_size, sa
 from .args import ARGUMENT_CLASSES, DataArguments, KitTrainingArguments, MethodArguments, ModelArguments, split_kwargs
 from .preprocess import tokenize_task
 from .trainer import KitTrainer
+from .validate import check_arguments, check_values
 
 
 @dataclass
@@ -54,7 +55,9 @@ def train(
     Keyword arguments are those of the CLI: model/data/method options and any ``transformers.TrainingArguments``
     field, e.g. ``train("lora", "tweets-polarity", "out", max_train_samples=2000, num_train_epochs=1)``.
     """
-    routed = split_kwargs({"method": method, "task": task, "output_dir": output_dir, **kwargs})
+    given = {"method": method, "task": task, "output_dir": output_dir, **kwargs}
+    routed = split_kwargs(given)
+    check_values(given)  # before the dataclasses, whose own checks (transformers') raise plain ValueErrors
     return run_training(*(cls(**values) for cls, values in zip(ARGUMENT_CLASSES, routed, strict=True)))
 
 
@@ -64,6 +67,7 @@ def run_training(
     method_args: MethodArguments,
     training_args: KitTrainingArguments,
 ) -> TrainResult:
+    check_arguments(model_args, data_args, method_args, training_args)  # bad values refused before anything runs
     if data_args.tasks is not None:  # several tasks, one multi-task adapter
         from .multitask import run_multitask_training
 

@@ -13,7 +13,9 @@ trainer adds its own sampler): ``_save`` (the backend writes the adapter), ``_lo
 
 from __future__ import annotations
 
+import re
 import time
+import warnings
 
 import torch
 from transformers import Trainer, TrainerCallback
@@ -70,6 +72,11 @@ class StepTimer(TrainerCallback):
 
 
 WRITTEN_AGAINST = "4.57"
+# transformers 4.57 orders checkpoints by mtime at every save (Trainer._sorted_checkpoints) and, when they are less
+# than a second apart (any short run), warns that "mtime may not be reliable on this filesystem" before it orders them
+# by step number: a false alarm about the user's file system, and the kit's checkpoints are named by step. That one
+# message is ignored while KitTrainer.train runs; every other warning passes.
+MTIME_WARNING = "mtime may not be reliable on this filesystem"
 PRIVATE_OVERRIDES = ("_save", "_load_from_checkpoint", "_load_best_model", "_get_train_sampler")
 
 
@@ -92,6 +99,11 @@ class KitTrainer(Trainer):
                 batch, lengths=self._lengths, seed=self.args.data_seed or self.args.seed
             )
         return super()._get_train_sampler(train_dataset)
+
+    def train(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=re.escape(MTIME_WARNING), category=UserWarning)
+            return super().train(*args, **kwargs)
 
     def trained_model(self) -> torch.nn.Module:
         """The model as the user gets it back. With mixed precision, accelerate wraps the model's ``forward`` in
