@@ -23,10 +23,7 @@ class BottleneckPeftConfig(KitPeftConfig):
     """Houlsby (``positions=["attention", "ffn"]``, swish) or Pfeiffer (``["ffn"]``, relu) adapters for PEFT."""
 
     peft_type_name = "HF_ADAPTER_KIT_BOTTLENECK"
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.method = self.method or "bottleneck"
+    default_method = "bottleneck"
 
 
 class BottleneckLayer(KitLayer):

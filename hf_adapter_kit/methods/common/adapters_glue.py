@@ -17,11 +17,22 @@ from adapters.context import ForwardContext
 from torch import nn
 
 from ...errors import AdapterKitError
+from . import checks
 from .routing import Routing, routing
+from .weights import INIT_SCHEMES
 
 
 def positions_of(config: BnConfig) -> list[str]:
     return [p for p, on in (("attention", config.mh_adapter), ("ffn", config.output_adapter)) if on]
+
+
+def check_bottleneck_options(config: BnConfig) -> None:
+    """The checks every kit config on ``adapters`` runs (its own options are checked by the method)."""
+    checks.positive("reduction_factor", config.reduction_factor)
+    checks.positions(positions_of(config))
+    checks.activation("non_linearity", config.non_linearity)
+    checks.one_of("init_weights", config.init_weights, INIT_SCHEMES)
+    checks.seed("init_weights_seed", config.init_weights_seed)
 
 
 def init_flags(module: nn.Module, name: str, config: BnConfig) -> None:

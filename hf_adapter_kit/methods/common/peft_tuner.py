@@ -65,12 +65,15 @@ class KitPeftConfig(PeftConfig):
     )
 
     peft_type_name = ""  # set by each method, e.g. "HF_ADAPTER_KIT_BOTTLENECK"
+    default_method = ""  # the kit method a config of this class is, unless `method` says otherwise
 
     def __post_init__(self):
         super().__post_init__()
         from peft.utils.peft_types import PeftType
 
         self.peft_type = getattr(PeftType, self.peft_type_name)
+        self.method = self.method or self.default_method
+        self.check_options()
         checks.positive("reduction_factor", self.reduction_factor)
         if not isinstance(self.reduction_factor, int | float):  # a per-layer mapping is adapters' form
             raise invalid("reduction_factor", self.reduction_factor, "a number > 0.")
@@ -78,6 +81,9 @@ class KitPeftConfig(PeftConfig):
         self.positions = checks.positions(self.positions)
         if not isinstance(self.init_weights, bool):
             raise invalid("init_weights", self.init_weights, "True (identity start) or False (random start).")
+
+    def check_options(self) -> None:
+        """The method's own options; a method's options class (first among the config's bases) overrides this."""
 
     def bottleneck_size(self, hidden_size: int) -> int:
         size = int(hidden_size // self.reduction_factor)

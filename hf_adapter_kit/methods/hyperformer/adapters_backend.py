@@ -16,8 +16,14 @@ from adapters.methods.modeling import Adapter
 from torch import nn
 
 from ..common import checks
-from ..common.adapters_glue import bottleneck_size, current_routing, init_flags, positions_of
-from ..common.weights import INIT_SCHEMES, seeded
+from ..common.adapters_glue import (
+    bottleneck_size,
+    check_bottleneck_options,
+    current_routing,
+    init_flags,
+    positions_of,
+)
+from ..common.weights import seeded
 from .config import HyperformerOptions
 from .hypernet import HyperNetwork
 
@@ -40,17 +46,13 @@ class HyperformerConfig(HyperformerOptions, BnConfig):
     init_weights: str = "mam_adapter"  # the generated adapters start as the identity
 
     def __post_init__(self):
-        checks.positive("reduction_factor", self.reduction_factor)
+        check_bottleneck_options(self)
         if isinstance(self.reduction_factor, Mapping) and len(set(self.reduction_factor.values())) > 1:
             raise checks.invalid(
                 "reduction_factor",
                 dict(self.reduction_factor),
                 "one number: Hyperformer++ generates adapters of one shape for every layer.",
             )
-        checks.positions(positions_of(self))
-        checks.activation("non_linearity", self.non_linearity)
-        checks.one_of("init_weights", self.init_weights, INIT_SCHEMES)
-        checks.seed("init_weights_seed", self.init_weights_seed)
         self.check_options()
 
 

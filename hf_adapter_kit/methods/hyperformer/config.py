@@ -27,6 +27,7 @@ class HyperformerOptions:
     )
 
     def check_options(self) -> None:
+        """Checks only: on ``adapters`` the config is frozen once built."""
         checks.tasks(self.tasks)
         for name in ("task_embedding_dim", "projector_hidden_dim", "projected_dim"):
             checks.positive_int(name, getattr(self, name))

@@ -33,12 +33,7 @@ class HyperformerPeftConfig(HyperformerOptions, KitPeftConfig):
     )
 
     peft_type_name = "HF_ADAPTER_KIT_HYPERFORMER"
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.method = self.method or "hyperformer"
-        self.check_options()
-        self.tasks = list(self.tasks)
+    default_method = "hyperformer"
 
 
 class HyperformerLayer(KitLayer):

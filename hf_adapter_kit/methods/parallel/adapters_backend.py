@@ -10,9 +10,8 @@ from adapters import ParBnConfig
 from adapters.methods.modeling import ParallelAdapter
 from torch import nn
 
-from ..common import checks
-from ..common.adapters_glue import bottleneck_size, current_routing, init_flags, positions_of
-from ..common.weights import INIT_SCHEMES, seeded
+from ..common.adapters_glue import bottleneck_size, check_bottleneck_options, current_routing, init_flags
+from ..common.weights import seeded
 from .config import ParallelOptions
 from .layer import MultiTaskBottleneck
 
@@ -29,11 +28,7 @@ class MultiTaskParallelConfig(ParallelOptions, ParBnConfig):
     init_weights: str = "mam_adapter"  # ParBnConfig's: the adapter starts as the identity
 
     def __post_init__(self):
-        checks.positive("reduction_factor", self.reduction_factor)
-        checks.positions(positions_of(self))
-        checks.activation("non_linearity", self.non_linearity)
-        checks.one_of("init_weights", self.init_weights, INIT_SCHEMES)
-        checks.seed("init_weights_seed", self.init_weights_seed)
+        check_bottleneck_options(self)
         self.check_options()
 
 

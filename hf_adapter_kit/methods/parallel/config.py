@@ -19,5 +19,6 @@ class ParallelOptions:
     )
 
     def check_options(self) -> None:
+        """Checks only: on ``adapters`` the config is frozen once built."""
         checks.tasks(self.tasks)
         checks.scaling(self.scaling)

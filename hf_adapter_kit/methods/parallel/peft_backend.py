@@ -23,12 +23,7 @@ class ParallelPeftConfig(ParallelOptions, KitPeftConfig):
     """Multi-task parallel adapters for PEFT: one per task, routed per example by ``task_ids``."""
 
     peft_type_name = "HF_ADAPTER_KIT_PARALLEL"
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.method = self.method or "parallel"
-        self.check_options()
-        self.tasks = list(self.tasks)
+    default_method = "parallel"
 
 
 class ParallelLayer(KitLayer):
