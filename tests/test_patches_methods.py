@@ -75,7 +75,8 @@ def test_peft_is_the_version_the_patch_was_written_against():
 
 def test_peft_knows_the_kit_types():
     rows = {spec.peft for spec in list_specs() if spec.peft is not None}
-    assert {row.peft_type for row in rows} == set(peft_methods.KIT_TYPES) and len(rows) == 3
+    # <=: a method registered by a test (tests/test_adding_a_method.py) stays a PEFT type after it is forgotten
+    assert {row.peft_type for row in rows} <= set(peft_methods.KIT_TYPES) and len(rows) == 3
     for row in rows:
         peft_type = PeftType(row.peft_type)
         assert PEFT_TYPE_TO_CONFIG_MAPPING[peft_type] is row.config_cls
