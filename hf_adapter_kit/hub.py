@@ -53,15 +53,15 @@ def push_to_hub(
     with tempfile.TemporaryDirectory(prefix="hf_adapter_kit-push-") as tmp:
         staging = Path(tmp) / "adapter"
         if isinstance(model_or_dir, torch.nn.Module):
-            save_adapter(model_or_dir, staging, meta_of(model_or_dir))
+            meta = meta_of(model_or_dir)
+            save_adapter(model_or_dir, staging, meta)
         else:
             source = Path(model_or_dir)
             if not source.is_dir():
                 _not_a_folder("model_or_dir", model_or_dir, or_repo=False)
-            AdapterMeta.read(source)  # refuses a folder that is not a kit adapter, before any request
+            meta = AdapterMeta.read(source)  # refuses a folder that is not a kit adapter, before any request
             shutil.copytree(source, staging)
-        write_card(staging, repo_id=repo_id)
-        meta = AdapterMeta.read(staging)
+        write_card(staging, repo_id=repo_id, meta=meta)
         api = HfApi(token=token)
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)

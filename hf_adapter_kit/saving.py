@@ -158,9 +158,9 @@ def save_adapter(
             get_backend(meta.backend).save(model, staging, meta.adapter_name)
         _add_plain_library_hint(staging, meta)
         (staging / KIT_FILE).write_text(json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
-        from .cards import write_card  # cards read the folder back; imported here to keep saving free of cycles
+        from .cards import write_card  # imported here to keep saving free of cycles
 
-        write_card(staging, display_path=target)
+        write_card(staging, display_path=target, meta=meta)  # rendered from the metadata in memory
         normalize_modes(staging)
         if merge:
             target.mkdir(exist_ok=True)
