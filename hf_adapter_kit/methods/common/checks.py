@@ -82,6 +82,11 @@ def seed(name: str, value: Any) -> None:
         raise invalid(name, value, "None or an integer seed.")
 
 
+def factory(cls: type, method: str, /, **defaults: Any):
+    """A registry config factory: ``(**options) -> cls(**defaults, **options)``, unknown options refused."""
+    return lambda **options: build_config(cls, method, defaults, options)
+
+
 def build_config(cls: type, method: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
     """Instantiate a config dataclass, refusing keys it does not have with the list of allowed ones."""
     allowed = {f.name for f in dataclasses.fields(cls) if f.init}

@@ -19,7 +19,7 @@ register_method(
     MethodSpec(
         name="full",
         summary="Full fine-tuning: every weight of the pretrained model and the new head is trained.",
-        configs={"transformers": lambda **options: checks.build_config(FullFineTuningConfig, "full", {}, options)},
+        configs={"transformers": checks.factory(FullFineTuningConfig, "full")},
         default_backend="transformers",
         learning_rate=5e-5,
         recipe="full",

@@ -19,7 +19,7 @@ register_method(
     MethodSpec(
         name="head",
         summary="Classifier head only: the pretrained model is frozen and only the new classification head is trained.",
-        configs={"transformers": lambda **options: checks.build_config(HeadOnlyConfig, "head", {}, options)},
+        configs={"transformers": checks.factory(HeadOnlyConfig, "head")},
         default_backend="transformers",
         learning_rate=1e-3,
         recipe="head",

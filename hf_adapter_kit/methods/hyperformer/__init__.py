@@ -23,10 +23,8 @@ register_method(
             "task, layer and position embeddings; one small model serves several tasks, routed by task_ids."
         ),
         configs={
-            "adapters": lambda **options: checks.build_config(HyperformerConfig, "hyperformer", {}, options),
-            "peft": lambda **options: checks.build_config(
-                HyperformerPeftConfig, "hyperformer", {"method": "hyperformer", "task_type": "SEQ_CLS"}, options
-            ),
+            "adapters": checks.factory(HyperformerConfig, "hyperformer"),
+            "peft": checks.factory(HyperformerPeftConfig, "hyperformer", method="hyperformer", task_type="SEQ_CLS"),
         },
         default_backend="adapters",
         # one task, projected_dim 8: 1e-3 beat 3e-4 on validation (bench/results/single-task-sweep-validation.md);

@@ -21,10 +21,8 @@ register_method(
             "one adapter per task, each example routed to its task's adapter by task_ids."
         ),
         configs={
-            "adapters": lambda **options: checks.build_config(MultiTaskParallelConfig, "parallel", {}, options),
-            "peft": lambda **options: checks.build_config(
-                ParallelPeftConfig, "parallel", {"method": "parallel", "task_type": "SEQ_CLS"}, options
-            ),
+            "adapters": checks.factory(MultiTaskParallelConfig, "parallel"),
+            "peft": checks.factory(ParallelPeftConfig, "parallel", method="parallel", task_type="SEQ_CLS"),
         },
         default_backend="adapters",
         learning_rate=1e-3,
