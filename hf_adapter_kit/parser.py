@@ -48,8 +48,8 @@ def list_recipes() -> dict[str, str]:
     for folder in sorted(recipes_folder().iterdir(), key=lambda p: p.name):
         file = folder / "config.yaml"
         if folder.is_dir() and file.is_file():
-            first = file.read_text().splitlines()[0] if file.read_text() else ""
-            found[folder.name] = first.lstrip("# ").strip()
+            lines = file.read_text().splitlines()
+            found[folder.name] = lines[0].lstrip("# ").strip() if lines else ""
     return found
 
 
