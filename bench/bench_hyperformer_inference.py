@@ -30,17 +30,16 @@ Usage: python bench/bench_hyperformer_inference.py --rounds 30
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
 import time
-from pathlib import Path
 
 import adapters
 import numpy as np
 import torch
 from adapters.composition import BatchSplit
+from report import machine_sentence, save
 from transformers import AutoModel
 from transformers import logging as hf_logging
 
@@ -202,22 +201,16 @@ def main() -> None:
         "pairs": pairs,
         "wall_seconds": time.perf_counter() - start,
     }
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.write_text(markdown(report))
-    print(out.read_text())
+    save(report, args.output, markdown)
 
 
 def markdown(report: dict) -> str:
-    s, m = report["settings"], report["machine"]
+    s = report["settings"]
     base = report["median_seconds"]["base (no adapter)"]
     lines = [
         "# Hyperformer++ inference latency vs bottleneck adapters of the same size",
         "",
-        f"Measured {report['date']} on {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch "
-        f"{m['torch']}, adapters {m['adapters']}, {'GPU ' + m['gpu'] if m['gpu'] else 'no GPU'}; load average at the "
-        f"end {report['load_average_end'][0]:.2f}; wall time {report['wall_seconds'] / 60:.1f} min.",
+        machine_sentence(report),
         "",
         f"all-MiniLM-L6-v2 encoder, eval mode, `torch.inference_mode()`, batch {s['batch_size']} real tweets "
         f"padded to {s['seq_length']} tokens; every adapter has bottleneck {report['bottleneck']} (reduction factor "

@@ -24,7 +24,16 @@ from .saving import AdapterMeta
 
 CARD_FILE = "README.md"
 LIBRARY = {"adapters": "adapter-transformers", "peft": "peft", "transformers": "transformers"}
-METRIC_TYPES = {"accuracy": ("accuracy", "Accuracy"), "f1_macro": ("f1", "Macro F1")}
+# result key -> (model-index metric type, name shown)
+METRIC_TYPES = {
+    "accuracy": ("accuracy", "Accuracy"),
+    "f1_macro": ("f1", "Macro F1"),
+    "entity_precision": ("precision", "Entity precision"),
+    "entity_recall": ("recall", "Entity recall"),
+    "entity_f1": ("f1", "Entity F1"),
+    "token_accuracy": ("accuracy", "Token accuracy"),
+}
+PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification"}  # AdapterMeta.kind -> Hub tag
 
 
 def template_path() -> str:
@@ -50,13 +59,15 @@ def render_card(
     adapter = repo_id or str(display_path or directory)
     training = meta.training
     size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file() and p.name != CARD_FILE)
-    title = f"{meta.method} adapter for {meta.task or 'text classification'}"
+    pipeline_tag = PIPELINE_TAGS[meta.kind]
+    title = f"{meta.method} adapter for {meta.task or pipeline_tag.replace('-', ' ')}"
     # multi-task adapters report each task's own test metrics; single-task ones their task's
     per_task = training.get("task_metrics") or ({meta.task: meta.metrics} if meta.task else {})
     measured = [(task, key, value) for task, m in per_task.items() for key, value in m.items() if key in METRIC_TYPES]
+    kinds = {head["name"]: head["kind"] for head in meta.heads}  # a multi-task adapter's tasks may differ in kind
     results = [
         EvalResult(
-            task_type="text-classification",
+            task_type=PIPELINE_TAGS[kinds.get(task, meta.kind)],
             dataset_type=task,
             dataset_name=task,
             dataset_split="test",
@@ -70,10 +81,10 @@ def render_card(
     card_data = ModelCardData(
         library_name=LIBRARY[meta.backend],
         base_model=meta.base_model if base_on_hub else None,  # the Hub links base_model: a local folder is none
-        tags=["hf_adapter_kit", meta.method, "text-classification", LIBRARY[meta.backend]],
+        tags=["hf_adapter_kit", meta.method, pipeline_tag, LIBRARY[meta.backend]],
         datasets=list(per_task) or None,
         license=license,
-        pipeline_tag="text-classification",
+        pipeline_tag=pipeline_tag,
         model_name=title,
         eval_results=results or None,
         base_model_relation="finetune" if meta.method == "full" else "adapter",
@@ -104,6 +115,7 @@ def render_card(
         adapter_size_bytes=f"{size:,}",
         labels=_labels(meta),
         label_names=list(meta.label_names),
+        token=meta.kind == "token",
         heads=[dict(head) for head in meta.heads],
         adapter=adapter,
         adapter_is_repo=repo_id is not None,

@@ -96,8 +96,12 @@ def _methods(argv: list[str]) -> None:
 def _tasks(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="hf-adapter-kit tasks", description="The embedded tasks.").parse_args(argv)
     from .data import list_tasks
+    from .data.embedded import EMBEDDED_TASKS
 
-    print("\n".join(list_tasks()))
+    kinds = {"sequence": "text classification", "token": "token classification"}
+    for name in list_tasks():
+        spec = EMBEDDED_TASKS[name]
+        print(f"{name:20s} {kinds[spec.kind]:21s} {spec.description}")
 
 
 def _recipes(argv: list[str]) -> None:

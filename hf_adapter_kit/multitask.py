@@ -12,14 +12,16 @@ through its task's adapter (``task_ids`` are handed to the encoder) and its task
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.utils import ModelOutput
 
-from .errors import choices
+from .errors import choices, invalid
 from .methods.common.routing import check_tasks, resolve_task_ids
 
 
@@ -28,14 +30,26 @@ KINDS = ("sequence", "token")
 
 @dataclass(frozen=True)
 class TaskHead:
+    """A task's head: ``kind`` ``"sequence"`` or ``"token"``, its number of labels and (optionally) their names."""
+
     kind: str
     num_labels: int
+    label_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise choices("kind", self.kind, KINDS)
         if isinstance(self.num_labels, bool) or not isinstance(self.num_labels, int) or self.num_labels < 1:
             raise choices("num_labels", self.num_labels, ["an integer >= 1"])
+        if self.label_names is not None:
+            names = tuple(self.label_names)
+            if len(names) != self.num_labels or not all(isinstance(n, str) for n in names):
+                raise invalid("label_names", self.label_names, f"{self.num_labels} label names (strings).")
+            object.__setattr__(self, "label_names", names)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.label_names or tuple(f"LABEL_{i}" for i in range(self.num_labels))
 
 
 @dataclass
@@ -45,10 +59,20 @@ class MultiTaskOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: dict[str, torch.Tensor] | None = None
     rows: dict[str, torch.Tensor] | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class MultiTaskModel(nn.Module):
-    """A shared encoder (``AutoModel`` with a multi-task adapter) and a head per task, routed by ``task_ids``."""
+    """A shared encoder (``AutoModel`` with a multi-task adapter) and a head per task, routed by ``task_ids``.
+
+    It answers what pipelines and users ask of a ``PreTrainedModel``: ``config``, ``device``, ``dtype``, every input
+    of the base model, ``save_pretrained`` / ``push_to_hub`` / ``from_pretrained``; ``task_model(name)`` is one task
+    as a standard classification model (``transformers`` pipelines, evaluation), sharing these weights.
+    """
+
+    # the loss averages over each task's labelled tokens itself: the Trainer must not hand it num_items_in_batch
+    accepts_loss_kwargs = False
 
     def __init__(self, encoder: nn.Module, heads: dict[str, TaskHead], dropout: float = 0.1):
         super().__init__()
@@ -64,12 +88,52 @@ class MultiTaskModel(nn.Module):
     def config(self):  # what the Trainer and the kit read from a model
         return self.encoder.config
 
-    def forward(self, input_ids, attention_mask=None, task_ids=None, labels=None) -> MultiTaskOutput:
-        ids = resolve_task_ids(task_ids, self.tasks, input_ids.shape[0], input_ids.device)
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p.dtype for p in self.encoder.parameters() if p.dtype.is_floating_point)
+
+    def can_generate(self) -> bool:
+        return False
+
+    def labels_of(self, task: str) -> tuple[str, ...]:
+        """The label names of ``task``'s head (from the head, else from the saved metadata, else ``LABEL_i``)."""
+        spec = self.specs[task]
+        if spec.label_names is None:
+            saved = {
+                h["name"]: h["label_names"] for h in getattr(getattr(self, "hf_adapter_kit_meta", None), "heads", [])
+            }
+            if len(saved.get(task, ())) == spec.num_labels:
+                return tuple(saved[task])
+        return spec.labels
+
+    def task_index(self, task, kind: str | None = None) -> int:
+        """The position of ``task`` (a name or an index) in ``tasks``; with ``kind``, its head must be of that kind."""
+        allowed = [t for t in self.tasks if kind is None or self.specs[t].kind == kind]
+        index = resolve_task_ids(task, self.tasks, 1)[0].item() if task is not None else None
+        if index is None or self.tasks[index] not in allowed:
+            raise invalid("task_ids", task, f"one of the model's {kind + ' ' if kind else ''}tasks {allowed}.")
+        return index
+
+    def forward(self, input_ids=None, attention_mask=None, task_ids=None, labels=None, **inputs) -> MultiTaskOutput:
+        """``inputs`` are the encoder's own (``token_type_ids``, ``position_ids``, ``inputs_embeds``, ...)."""
+        if input_ids is None and inputs.get("inputs_embeds") is None:
+            raise invalid("input_ids", None, "token ids, or `inputs_embeds` instead.")
+        shape = input_ids.shape if input_ids is not None else inputs["inputs_embeds"].shape[:2]
+        device = input_ids.device if input_ids is not None else inputs["inputs_embeds"].device
+        ids = resolve_task_ids(task_ids, self.tasks, shape[0], device)
         if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, task_ids=ids).last_hidden_state
+            attention_mask = torch.ones(shape, dtype=torch.long, device=device)
+        inputs.pop("return_dict", None)  # the heads need the encoder's named outputs
+        encoded = self.encoder(input_ids=input_ids, attention_mask=attention_mask, task_ids=ids, **inputs)
+        hidden = encoded.last_hidden_state
         out = MultiTaskOutput(logits={}, rows={})
+        for key in ("hidden_states", "attentions"):
+            if encoded.get(key) is not None:
+                out[key] = encoded[key]
         losses = []
         for index in sorted(set(ids.tolist())):
             name = self.tasks[index]
@@ -98,6 +162,113 @@ class MultiTaskModel(nn.Module):
             return hidden[:, 0]
         last = mask.sum(dim=1).clamp(min=1) - 1  # right padding: the last real token sees the whole input
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    # -- one task as a standard model ---------------------------------------------------------------------------------
+    def task_model(self, task) -> TaskModel:
+        """``task`` (a name or index) as a ``...ForSequenceClassification`` / ``...ForTokenClassification``-like
+        model: its own ``config`` (labels), the shared weights. Several can serve side by side without a reload."""
+        return TaskModel(self, self.tasks[self.task_index(task)])
+
+    # -- new tasks ----------------------------------------------------------------------------------------------------
+    def add_task(self, name: str, head: TaskHead) -> list[nn.Parameter]:
+        """Add a task to a trained Hyperformer++ model: a new task embedding and a new head, served at once.
+
+        Every other parameter stops requiring gradients, so training touches nothing the other tasks depend on;
+        returns the parameters to train (the embedding and the head).
+        """
+        from .methods.hyperformer.tasks import add_task
+
+        if not isinstance(head, TaskHead):
+            raise invalid("head", head, "a TaskHead, e.g. TaskHead('sequence', 2, ('negative', 'positive')).")
+        meta = getattr(self, "hf_adapter_kit_meta", None)
+        adapter_name = "default" if _is_peft(self.encoder) else getattr(meta, "adapter_name", None)
+        if adapter_name is None:
+            raise invalid("model", "MultiTaskModel", "a model from hf_adapter_kit (train or from_pretrained).")
+        check_tasks([*self.tasks, name], argument="name")
+        embedding = add_task(self.encoder, name, adapter_name=adapter_name)
+        for param in self.parameters():
+            param.requires_grad_(False)
+        embedding.requires_grad_(True)
+        layer = nn.Linear(self.config.hidden_size, head.num_labels).to(
+            device=self.device, dtype=self.heads[self.tasks[0]].weight.dtype
+        )
+        self.heads[name] = layer
+        self.tasks.append(name)
+        self.specs[name] = head
+        if meta is not None:
+            meta.heads.append({"name": name, "kind": head.kind, "label_names": list(head.labels)})
+        return [embedding, *layer.parameters()]
+
+    # -- PreTrainedModel's saving and loading ---------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, **kwargs):
+        """Write the adapter folder (the library's adapter files, the heads, the card) atomically."""
+        from .saving import save_adapter
+
+        return save_adapter(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload the adapter folder with its card; ``kwargs`` as :func:`hf_adapter_kit.push_to_hub`."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_path, **kwargs) -> MultiTaskModel:
+        """Load a multi-task adapter folder or Hub repo; ``kwargs`` as :func:`hf_adapter_kit.from_pretrained`."""
+        from .hub import from_pretrained
+
+        model = from_pretrained(repo_id_or_path, **kwargs)
+        if not isinstance(model, cls):
+            raise invalid("repo_id_or_path", str(repo_id_or_path), "a multi-task adapter (it holds one task).")
+        return model
+
+
+class TaskModel(nn.Module):
+    """One task of a :class:`MultiTaskModel` as a standard classification model; it shares the model's weights.
+
+    ``config`` carries the task's ``id2label``; ``forward`` takes the base model's inputs (and ``labels``) and returns
+    a ``SequenceClassifierOutput`` or ``TokenClassifierOutput``, so ``transformers`` pipelines serve it as they
+    serve ``AutoModelFor...Classification``.
+    """
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, model: MultiTaskModel, task: str):
+        super().__init__()
+        self.model, self.task = model, task
+        labels = model.labels_of(task)
+        self.config = copy.deepcopy(model.config)
+        self.config.num_labels = len(labels)  # sets id2label / label2id to generic names first
+        self.config.id2label = dict(enumerate(labels))
+        self.config.label2id = {name: i for i, name in enumerate(labels)}
+
+    @property
+    def kind(self) -> str:
+        return self.model.specs[self.task].kind
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def can_generate(self) -> bool:
+        return False
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **inputs):
+        out = self.model(input_ids, attention_mask, task_ids=self.task, labels=labels, **inputs)
+        result = SequenceClassifierOutput if self.kind == "sequence" else TokenClassifierOutput
+        return result(
+            loss=out.loss, logits=out.logits[self.task], hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+
+def _is_peft(module: nn.Module) -> bool:
+    import peft
+
+    return isinstance(module, peft.PeftModel)
 
 
 def attach_encoder(encoder: nn.Module, config, backend: str, adapter_name: str) -> nn.Module:
@@ -165,7 +336,7 @@ def load_multitask(directory, meta, encoder: nn.Module) -> MultiTaskModel:
         adapters.init(encoder)
         with quiet_adapter_activation():
             encoder.load_adapter(str(directory), load_as=meta.adapter_name, set_active=True, use_safetensors=True)
-    heads = {spec["name"]: TaskHead(spec["kind"], len(spec["label_names"])) for spec in meta.heads}
+    heads = {h["name"]: TaskHead(h["kind"], len(h["label_names"]), tuple(h["label_names"])) for h in meta.heads}
     model = MultiTaskModel(encoder, heads)
     load_weights(model, directory, meta.backend, meta.adapter_name)
     return model.eval()

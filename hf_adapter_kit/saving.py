@@ -22,10 +22,11 @@ from . import __version__
 from .atomic import normalize_modes, recover, replace_dir, staging_dir
 from .backends import get_backend
 from .errors import AdapterKitError, invalid
-from .modeling import load_base_model
+from .modeling import AUTO_CLASSES, load_base_model
 
 
 KIT_FILE = "hf_adapter_kit.json"
+KINDS = tuple(AUTO_CLASSES)  # AdapterMeta.kind: "sequence", "token"
 # transformers (pipeline, AutoModel*.from_pretrained) takes any folder with an adapter_config.json for a PEFT adapter
 # and loads ``base_model_name_or_path`` from it: an ``adapters`` folder has no such key (KeyError, no hint). The kit
 # writes this text there, which transformers then names in its error ("Can't load the configuration of '...'").
@@ -55,6 +56,9 @@ class AdapterMeta:
     # multi-task models: [{name, kind, label_names}] in the adapter's task order (task ids are positions in it)
     heads: list[dict[str, Any]] = field(default_factory=list)
     kit_version: str = __version__
+    # single-task models: "sequence" (one label per input, AutoModelForSequenceClassification) or "token" (one label
+    # per token, AutoModelForTokenClassification). Folders written before this key existed are "sequence".
+    kind: str = "sequence"
 
     @classmethod
     def for_model(cls, model: PreTrainedModel, **values: Any) -> AdapterMeta:
@@ -90,6 +94,8 @@ class AdapterMeta:
                 "version?); they are ignored.",
                 stacklevel=2,
             )
+        if data.get("kind", "sequence") not in KINDS:
+            raise AdapterKitError(f"{path}: `kind`={data['kind']!r} is not valid: expected one of {list(KINDS)}.")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -222,7 +228,7 @@ def load_folder(
     base_id = base_model or meta.base_model
     if meta.heads:
         return _load_multitask(directory, meta, base_id, dtype, trust_remote_code)
-    base = load_base_model(base_id, meta.label_names, dtype=dtype, trust_remote_code=trust_remote_code)
+    base = load_base_model(base_id, meta.label_names, kind=meta.kind, dtype=dtype, trust_remote_code=trust_remote_code)
     check_compatible(base, meta, directory)
     try:
         model = get_backend(meta.backend).load(base, directory, meta.adapter_name, allow_pickle=allow_pickle)

@@ -57,6 +57,34 @@ def test_mixed_task_batch_equals_per_task_runs(tiny_model_dirs, texts, arch, met
 
 
 @pytest.mark.parametrize(("method", "backend", "options"), MULTI, ids=IDS)
+def test_mixed_batch_gradients_equal_the_sum_of_per_task_gradients(tiny_model_dirs, texts, method, backend, options):
+    """A training step on a mixed batch (gathered weights, one batched matmul) moves every task as its rows alone do."""
+    model = _ready(tiny_model_dirs["bert"], method, backend, options)  # eval: no dropout; autograd still on
+    batch = _batch(tiny_model_dirs["bert"], texts * 2)
+    tasks = ["a", "b", "c", "a", "c", "c", "b", "a"]
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def grads(loss):
+        return torch.autograd.grad(loss, params, allow_unused=True)
+
+    mixed = grads(model(**batch, task_ids=tasks).logits.square().sum())
+    per_task = [
+        grads(model(**{k: v[rows] for k, v in batch.items()}, task_ids=task).logits.square().sum())
+        for task in "abc"
+        for rows in [[i for i, t in enumerate(tasks) if t == task]]
+    ]
+    changed = 0
+    for got, *parts in zip(mixed, *per_task, strict=True):
+        expected = sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
+        if expected is None:
+            assert got is None or not got.any()
+            continue
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+        changed += int(bool(expected.any()))
+    assert changed >= 3  # the adapter (and head) received gradients
+
+
+@pytest.mark.parametrize(("method", "backend", "options"), MULTI, ids=IDS)
 def test_task_id_errors_name_the_argument(tiny_model_dirs, texts, method, backend, options):
     model = _ready(tiny_model_dirs["bert"], method, backend, options)
     batch = _batch(tiny_model_dirs["bert"], texts)
@@ -256,23 +284,53 @@ def test_hyperformer_parameter_count_follows_the_formula(tiny_model_dirs, backen
 def test_eval_cache_serves_generated_weights_until_something_changes(monkeypatch):
     net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, tasks=["a", "b"], projected_dim=4)
     calls = []
-    original = net._generate
-    monkeypatch.setattr(net, "_generate", lambda *args: calls.append(args) or original(*args))
+    original = net.generate
+    monkeypatch.setattr(net, "generate", lambda *args: calls.append(args) or original(*args))
     net.eval()
     with torch.no_grad():
-        first = net.generate(0, 1, "ffn")
-        assert net.generate(0, 1, "ffn") is first and len(calls) == 1  # cached
+        first = net._generate_one(0, 1, "ffn")
+        assert net._generate_one(0, 1, "ffn") is first and len(calls) == 1  # cached
         net.down_weight.weight.add_(0.5)  # an optimizer step or a reload changes a parameter in place
-        second = net.generate(0, 1, "ffn")
+        second = net._generate_one(0, 1, "ffn")
         assert len(calls) == 2 and not torch.equal(second["down_weight"], first["down_weight"])
     net.train()
     with torch.no_grad():
-        net.generate(0, 1, "ffn")
-        net.generate(0, 1, "ffn")
+        net._generate_one(0, 1, "ffn")
+        net._generate_one(0, 1, "ffn")
     assert len(calls) == 4  # training mode never caches
     net.eval()
-    net.generate(0, 1, "ffn")
+    net._generate_one(0, 1, "ffn")
     assert len(calls) == 5  # neither does autograd, whose graph must reach the generators
+
+
+def test_eval_cache_is_bounded_to_the_last_tasks_used(monkeypatch):
+    monkeypatch.setattr(HyperNetwork, "CACHED_TASKS", 2)
+    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=1, tasks=list("abcd"), positions=["ffn"]).eval()
+    with torch.no_grad():
+        for task in (0, 1, 0, 2):  # task 1 is now the least recently used
+            net._generate_one(task, 0, "ffn")
+    assert list(net._cache) == [(0, 0, "ffn"), (2, 0, "ffn")]
+
+
+def test_a_hypernetwork_built_under_inference_mode_serves_uncached():
+    with torch.inference_mode():  # its parameters are inference tensors: they keep no version counter
+        net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=1, tasks=["a"], positions=["ffn"]).eval()
+        first = net._generate_one(0, 0, "ffn")
+        net.down_weight.weight.add_(0.5)
+        second = net._generate_one(0, 0, "ffn")
+    assert not net._cache and not torch.equal(first["down_weight"], second["down_weight"])
+
+
+def test_batched_generation_equals_one_task_at_a_time():
+    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, tasks=list("abc"), projected_dim=4)
+    for gen in (net.up_weight, net.up_bias, net.down_bias, net.ln_weight, net.ln_bias):
+        torch.nn.init.normal_(gen.weight)  # generators that start at zero would make every task look alike
+    stacked = net.generate(torch.tensor([0, 2]), 1, "attention")
+    for row, task in enumerate((0, 2)):
+        alone = net.generate(torch.tensor([task]), 1, "attention")
+        for key, value in alone.items():
+            torch.testing.assert_close(stacked[key][row], value[0])
+    assert not torch.allclose(stacked["up_weight"][0], stacked["up_weight"][1])
 
 
 @pytest.mark.parametrize("backend", ["adapters", "peft"])

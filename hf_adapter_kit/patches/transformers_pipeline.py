@@ -6,10 +6,12 @@ builds the model config from ``base_model_name_or_path`` (PEFT folders carry no 
 its Hub id. ``adapters`` folders it cannot load at all.
 
 What it changes: ``transformers.pipeline`` (and ``transformers.pipelines.pipeline``) becomes a wrapper that, for the
-text-classification task and a ``model`` given as a string naming an adapter saved by hf_adapter_kit (a local folder
-holding ``hf_adapter_kit.json``, or a Hub repo holding it), returns ``hf_adapter_kit.pipeline(...)``: a standard
-transformers pipeline over the base model with the adapter attached. Every other call goes to transformers
-unchanged. For a Hub id the wrapper first asks for ``hf_adapter_kit.json`` (one request; none when offline).
+text-classification and token-classification tasks and a ``model`` given as a string naming an adapter saved by
+hf_adapter_kit (a local folder holding ``hf_adapter_kit.json``, or a Hub repo holding it) or as a kit
+``MultiTaskModel``, returns ``hf_adapter_kit.pipeline(...)``: a standard transformers pipeline over the base model
+with the adapter attached (for a multi-task adapter, :mod:`hf_adapter_kit.pipelines`, which takes ``task_ids=``).
+The call's other keyword arguments (``device``, ``top_k``, ``aggregation_strategy``, ``batch_size``...) go with it;
+``tokenizer``, ``revision`` and ``token`` are used to load. Every other call goes to transformers unchanged. For a Hub id the wrapper first asks for ``hf_adapter_kit.json`` (one request; none when offline).
 Code that ran ``from transformers import pipeline`` before importing hf_adapter_kit keeps the original function.
 A training run's output folder (its adapter in ``adapter/``) also goes to the kit, whose error names that folder.
 
@@ -29,7 +31,7 @@ import transformers.pipelines
 
 
 WRITTEN_AGAINST = "4.57"
-TASKS = {None, "text-classification", "sentiment-analysis"}
+TASKS = {None, "text-classification", "sentiment-analysis", "token-classification", "ner"}
 _original = transformers.pipelines.pipeline
 
 
@@ -56,21 +58,19 @@ def _is_kit_adapter(model: str, revision: str | None, token: Any) -> bool:
 
 @functools.wraps(_original)
 def pipeline(task: str | None = None, model: Any = None, *args: Any, **kwargs: Any):
-    if task in TASKS and isinstance(model, str) and not args:
-        revision, token = kwargs.get("revision"), kwargs.get("token")
-        if _is_kit_adapter(model, revision, token):
-            from ..inference import pipeline as kit_pipeline
+    if task in TASKS and not args and _is_kit_model(model, kwargs.get("revision"), kwargs.get("token")):
+        from ..inference import pipeline as kit_pipeline
 
-            passthrough = {k: v for k, v in kwargs.items() if k in {"device", "top_k", "function_to_apply"}}
-            return kit_pipeline(
-                task or "text-classification",
-                model=model,
-                tokenizer=kwargs.get("tokenizer"),
-                revision=revision,
-                token=token,
-                **passthrough,
-            )
+        return kit_pipeline(task or "text-classification", model=model, **kwargs)
     return _original(task, model, *args, **kwargs)
+
+
+def _is_kit_model(model: Any, revision: str | None, token: Any) -> bool:
+    if isinstance(model, str):
+        return _is_kit_adapter(model, revision, token)
+    from ..multitask import MultiTaskModel
+
+    return isinstance(model, MultiTaskModel)
 
 
 pipeline.hf_adapter_kit_patch = True

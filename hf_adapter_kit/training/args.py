@@ -47,16 +47,28 @@ class DataArguments:
     task: str = field(
         default="tweets-polarity",
         metadata={
-            "help": "An embedded task (tweets-polarity, tweets-subjectivity, tweets-3way), a Hub dataset id, "
-            "or a local csv/json/jsonl/parquet file."
+            "help": "An embedded task (tweets-polarity, tweets-subjectivity, tweets-3way, rotten-tomatoes, "
+            "tweets-ner; `hf-adapter-kit tasks` lists them), a Hub dataset id, or a local csv/json/jsonl/parquet "
+            "file (text classification) or CoNLL-style .conll/.txt file (token classification)."
         },
     )
-    train_file: str | None = field(default=None, metadata={"help": "Local training file (csv/json/jsonl/parquet)."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Local training file (csv/json/jsonl/parquet, or CoNLL-style .conll/.txt)."}
+    )
     validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
     test_file: str | None = field(default=None, metadata={"help": "Local test file."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     text_pair_column: str | None = field(default=None, metadata={"help": "Optional column with a second text."})
     label_column: str = field(default="label", metadata={"help": "Column holding the label (int or string)."})
+    # transformers' TrainingArguments has a `label_names` field (the batch keys the Trainer reads as labels), which the
+    # kit never needs (its batches carry `labels`): KitTrainingArguments hides it, and --label_names is this one.
+    label_names: Optional[list[str]] = field(  # noqa: UP045 (HfArgumentParser reads typing.Optional)
+        default=None,
+        metadata={
+            "help": "The classes of a local file or Hub dataset, in the order of their ids (default: the labels of "
+            "the train split, sorted); they must include every train label, and validation/test may use only them."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Cap validation and test examples."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the fixed train/validation/test split."})
@@ -118,7 +130,16 @@ class KitTrainingArguments(TrainingArguments):
     save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint (adapter only) every epoch."})
     save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept (plus the best one)."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Restore the best checkpoint at the end."})
-    metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Metric picking the best."})
+    metric_for_best_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Metric picking the best checkpoint; default: accuracy (text classification), entity_f1 (token "
+            "classification)."
+        },
+    )
+    label_names: Optional[list[str]] = field(  # noqa: UP045
+        default=None, init=False, metadata={"help": "Not an option here: --label_names names a task's classes."}
+    )
     group_by_length: bool = field(default=True, metadata={"help": "Batch examples of similar length together."})
     length_column_name: str = field(default="length", metadata={"help": "Precomputed token counts."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
@@ -143,6 +164,11 @@ class KitTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        # None: the task's own metric, which run_training picks once the task is loaded (see metrics.BEST_METRIC);
+        # "accuracy" until then, so that transformers sets greater_is_better for a score rather than for the loss.
+        self.kit_default_metric = self.metric_for_best_model is None
+        if self.kit_default_metric:
+            self.metric_for_best_model = "accuracy"
         cuda = torch.cuda.is_available() and not self.use_cpu
         bf16_supported = cuda and torch.cuda.is_bf16_supported()
         if self.bf16 and cuda is False and not self.use_cpu:

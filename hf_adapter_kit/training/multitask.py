@@ -3,8 +3,15 @@
 Batches are drawn one task at a time; the task of each batch is sampled with ``p_i ~ n_i ** (1 / T)`` (``n_i`` the
 task's training examples, ``T`` = ``temperature``, 10 by default as in the Hyperformer reference), so small tasks are
 seen more often than their share. An epoch has as many batches as the tasks have together. Evaluation reports each
-task's accuracy and macro F1 (``eval_<task>_accuracy``) and their means (``eval_accuracy``, used to pick the best
-checkpoint). Reached through the same command as single-task runs: ``--tasks a b c`` (or ``tasks:`` in a recipe).
+task's metrics (``eval_<task>_accuracy``; a token-classification task such as ``tweets-ner`` reports
+``eval_<task>_entity_f1`` and the other entity scores instead), each metric's mean over the tasks that report it
+(``eval_accuracy``), and ``eval_score``, the mean of each task's main metric (accuracy, or entity F1 for token tasks),
+which picks the best checkpoint; with text-classification tasks only it equals the mean accuracy. Reached through the
+same command as single-task runs: ``--tasks a b c`` (or ``tasks:`` in a recipe).
+
+Text- and token-classification tasks mix: each gets its kind of head (``MultiTaskModel``'s ``TaskHead``). Batches then
+carry label lists: a text's label becomes a one-item list, which the collator pads with -100 like a sentence's tags,
+and the sequence head reads its first position.
 """
 
 from __future__ import annotations
@@ -16,12 +23,25 @@ import datasets
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
-from transformers import AutoModel, DataCollatorWithPadding, EvalPrediction, set_seed
+from transformers import (
+    AutoModel,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    set_seed,
+)
 
 from ..data import load_task
 from ..errors import invalid
 from ..methods.common.routing import check_tasks
-from ..metrics import compute_classification_metrics
+from ..metrics import (
+    BEST_METRIC,
+    RESULT_KEYS,
+    TOKEN_METRIC,
+    compute_classification_metrics,
+    load_metric,
+    tag_sequences,
+)
 from ..modeling import load_tokenizer, resolve_model_path
 from ..multitask import MultiTaskModel, TaskHead, attach_encoder, load_weights
 from ..registry import multi_task_methods, resolve_backend
@@ -72,10 +92,16 @@ class TemperatureBatchSampler(Sampler):
                 cursor[task] += 1
 
 
+def summary_keys(kinds: list[str]) -> list[str]:
+    """The keys a multi-task evaluation reports beside each task's: the means of the tasks' metrics, and ``score``."""
+    return [key for kind in dict.fromkeys(kinds) for key in RESULT_KEYS[kind]] + ["score"]
+
+
 class MultiTaskTrainer(KitTrainer):
     def __init__(self, *args, task_sizes: list[int], temperature: float, **kwargs):
         self.task_sizes, self.temperature = task_sizes, temperature
         super().__init__(*args, **kwargs)
+        self.task_heads = {head["name"]: head for head in self.kit_meta.heads}  # kind and label names of each task
 
     def _get_train_sampler(self, train_dataset=None):
         return TemperatureBatchSampler(
@@ -91,9 +117,13 @@ class MultiTaskTrainer(KitTrainer):
         for task, dataset in datasets_by_task.items():
             for key, value in self._task_metrics(task, dataset).items():
                 metrics[f"{metric_key_prefix}_{task}_{key}"] = value
-        for key in ("accuracy", "f1_macro"):
-            values = [metrics[f"{metric_key_prefix}_{t}_{key}"] for t in datasets_by_task]
-            metrics[f"{metric_key_prefix}_{key}"] = float(np.mean(values))
+        prefix = metric_key_prefix
+        kind_of = {task: self.task_heads[task]["kind"] for task in datasets_by_task}
+        for key in summary_keys(list(kind_of.values()))[:-1]:  # each metric's mean over the tasks that report it
+            values = [metrics[f"{prefix}_{task}_{key}"] for task, kind in kind_of.items() if key in RESULT_KEYS[kind]]
+            metrics[f"{prefix}_{key}"] = float(np.mean(values))
+        main = [metrics[f"{prefix}_{task}_{BEST_METRIC[kind]}"] for task, kind in kind_of.items()]
+        metrics[f"{prefix}_score"] = float(np.mean(main))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -109,13 +139,23 @@ class MultiTaskTrainer(KitTrainer):
             batch_size=self.args.eval_batch_size,
             collate_fn=self.data_collator,
         )
-        predictions, references = [], []
+        token = self.task_heads[task]["kind"] == "token"
+        predictions, references, tags, gold_tags = [], [], [], []
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             out = model(batch["input_ids"], batch["attention_mask"], task_ids=task)
-            predictions.append(out.logits[task].argmax(-1).cpu())
-            references.append(batch["labels"].cpu())
+            predicted, labels = out.logits[task].argmax(-1).cpu(), batch["labels"].cpu()
+            if token:  # batches differ in length: tag names per sentence, batch by batch
+                guesses, golds = tag_sequences(predicted.numpy(), labels.numpy(), self.task_heads[task]["label_names"])
+                tags += guesses
+                gold_tags += golds
+            else:
+                predictions.append(predicted)
+                references.append(labels[:, 0] if labels.dim() > 1 else labels)  # a text's label list: its first item
         model.train()
+        if token:
+            results = load_metric(TOKEN_METRIC).compute(predictions=tags, references=gold_tags)
+            return {key: float(value) for key, value in results.items()}
         prediction = EvalPrediction(
             predictions=torch.cat(predictions).numpy(), label_ids=torch.cat(references).numpy()
         )
@@ -133,6 +173,8 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
     names = list(check_tasks(data_args.tasks))
     if any(getattr(data_args, f) for f in ("train_file", "validation_file", "test_file")):
         raise invalid("tasks", names, "embedded or Hub task names; local files name a single `task`.")
+    if data_args.label_names is not None:
+        raise invalid("label_names", data_args.label_names, "unset with `tasks`: each embedded task has its classes.")
     if data_args.temperature <= 0:
         raise invalid("temperature", data_args.temperature, "a number > 0 (1: by task size; 10: nearly uniform).")
     options = method_args.options()
@@ -148,19 +190,23 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
     tasks = [load_task(name, **load_kwargs) for name in names]
     if training_args.learning_rate is None:
         training_args.learning_rate = spec.learning_rate
-    training_args.metric_for_best_model = "accuracy"
+    training_args.metric_for_best_model = "score"
 
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    token = any(task.kind == "token" for task in tasks)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, words=token)
     encoded = [tokenize_task(task, tokenizer, model_args.max_length) for task in tasks]
-    for index, splits in enumerate(encoded):
+    for index, (task, splits) in enumerate(zip(tasks, encoded, strict=True)):
         for split in splits:
-            splits[split] = splits[split].add_column("task_ids", [index] * splits[split].num_rows)
+            data = splits[split]
+            if token and task.kind == "sequence":  # label lists in every batch (see the module docstring)
+                data = data.map(lambda batch: {"labels": [[label] for label in batch["labels"]]}, batched=True)
+            splits[split] = data.add_column("task_ids", [index] * data.num_rows)
     set_seed(training_args.seed)
     path = resolve_model_path(model_args.model_name_or_path)
     encoder = AutoModel.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
     base_parameters = sum(p.numel() for p in encoder.parameters())
     adapter_name = method_args.adapter_name or re.sub(r"[^A-Za-z0-9_]", "_", "_".join(names))
-    heads = [{"name": t.name, "kind": "sequence", "label_names": list(t.label_names)} for t in tasks]
+    heads = [{"name": t.name, "kind": t.kind, "label_names": list(t.label_names)} for t in tasks]
     meta = AdapterMeta.for_model(
         encoder,
         method=spec.name,
@@ -173,7 +219,9 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
         training=_training_record(model_args, data_args, method_args, training_args, tasks[0]),
     )
     encoder = attach_encoder(encoder, config, backend, adapter_name)
-    model = MultiTaskModel(encoder, {head["name"]: TaskHead("sequence", len(head["label_names"])) for head in heads})
+    model = MultiTaskModel(
+        encoder, {h["name"]: TaskHead(h["kind"], len(h["label_names"]), tuple(h["label_names"])) for h in heads}
+    )
     attach_meta(model, meta)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -182,7 +230,7 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
         args=training_args,
         train_dataset=datasets.concatenate_datasets([splits["train"] for splits in encoded]),
         eval_dataset={name: splits["validation"] for name, splits in zip(names, encoded, strict=True)},
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=DataCollatorForTokenClassification(tokenizer) if token else DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         kit_meta=meta,
         task_sizes=[splits["train"].num_rows for splits in encoded],
@@ -192,7 +240,8 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
     test = trainer.evaluate(
         {name: splits["test"] for name, splits in zip(names, encoded, strict=True)}, metric_key_prefix="test"
     )
-    meta.metrics = {key: float(test[f"test_{key}"]) for key in ("accuracy", "f1_macro")}
+    kinds = {task.name: task.kind for task in tasks}
+    meta.metrics = {key: float(test[f"test_{key}"]) for key in summary_keys(list(kinds.values()))}
     return finish_run(
         trainer,
         train_output,
@@ -202,7 +251,7 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
         output_dir,
         trainable,
         base_parameters,
-        task_metrics={n: {k: float(test[f"test_{n}_{k}"]) for k in ("accuracy", "f1_macro")} for n in names},
+        task_metrics={n: {k: float(test[f"test_{n}_{k}"]) for k in RESULT_KEYS[kinds[n]]} for n in names},
         train_examples={n: s["train"].num_rows for n, s in zip(names, encoded, strict=True)},
         temperature=data_args.temperature,
     )

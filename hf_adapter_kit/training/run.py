@@ -10,14 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
+from transformers import (
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    set_seed,
+)
 from transformers.trainer import TRAINER_STATE_NAME
 
 from ..backends import get_backend
 from ..data import TaskData, load_task
-from ..errors import AdapterKitError
-from ..metrics import compute_classification_metrics
-from ..modeling import load_base_model, load_tokenizer, resolve_model_path
+from ..errors import AdapterKitError, invalid
+from ..metrics import BEST_METRIC, RESULT_KEYS, argmax_logits, compute_classification_metrics, token_metrics
+from ..modeling import head_prefixes, load_base_model, load_tokenizer, resolve_model_path
 from ..registry import resolve_backend
 from ..saving import AdapterMeta, attach_meta, check_output_dir, folder_size, save_adapter
 from .args import ARGUMENT_CLASSES, DataArguments, KitTrainingArguments, MethodArguments, ModelArguments, split_kwargs
@@ -79,14 +85,16 @@ def run_training(
     resolve_model_path(model_args.model_name_or_path)
     resume = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
     task = load_task(data_args.task, **data_args.load_kwargs())
+    pick_best_metric(training_args, task.kind)  # before anything is trained or written
     if training_args.learning_rate is None:
         training_args.learning_rate = spec.learning_rate
 
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    token = task.kind == "token"
+    tokenizer = load_tokenizer(model_args.model_name_or_path, words=token)
     encoded = tokenize_task(task, tokenizer, model_args.max_length)
     set_seed(training_args.seed)
     base = load_base_model(
-        model_args.model_name_or_path, task.label_names, trust_remote_code=model_args.trust_remote_code
+        model_args.model_name_or_path, task.label_names, kind=task.kind, trust_remote_code=model_args.trust_remote_code
     )
     base_parameters = sum(p.numel() for p in base.parameters())
     adapter_name = method_args.adapter_name or re.sub(r"[^A-Za-z0-9_]", "_", task.name)
@@ -98,8 +106,11 @@ def run_training(
         base_model=model_args.model_name_or_path,
         label_names=task.label_names,
         task=task.name,
+        kind=task.kind,
         training=_training_record(model_args, data_args, method_args, training_args, task),
     )
+    if token and backend_name == "peft":
+        token_classification_config(config, base)
     model = get_backend(backend_name).attach(base, config, adapter_name)
     attach_meta(model, meta)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -109,14 +120,15 @@ def run_training(
         args=training_args,
         train_dataset=encoded["train"],
         eval_dataset=encoded["validation"],
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=DataCollatorForTokenClassification(tokenizer) if token else DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=compute_classification_metrics,
+        compute_metrics=token_metrics(task.label_names) if token else compute_classification_metrics,
+        preprocess_logits_for_metrics=argmax_logits if token else None,
         kit_meta=meta,
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
     test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
-    meta.metrics = {key: float(test[f"test_{key}"]) for key in ("accuracy", "f1_macro")}
+    meta.metrics = {key: float(test[f"test_{key}"]) for key in RESULT_KEYS[task.kind]}
     return finish_run(
         trainer,
         train_output,
@@ -128,6 +140,28 @@ def run_training(
         base_parameters,
         task_description=task.description,
     )
+
+
+def pick_best_metric(training_args: KitTrainingArguments, kind: str) -> None:
+    """``metric_for_best_model``: the task kind's own when the user gave none, else one the task reports."""
+    if getattr(training_args, "kit_default_metric", False):
+        training_args.metric_for_best_model = BEST_METRIC[kind]
+        return
+    metric = training_args.metric_for_best_model
+    allowed = [*RESULT_KEYS[kind], "loss"]
+    if metric is not None and metric.removeprefix("eval_") not in allowed:
+        what = "token classification" if kind == "token" else "text classification"
+        raise invalid("metric_for_best_model", metric, f"this task is {what}, which reports {allowed} (or unset).")
+
+
+def token_classification_config(config: Any, base: PreTrainedModel) -> None:
+    """A PEFT config for a token-classification base: PEFT's TOKEN_CLS task type (its PeftModelForTokenClassification
+    wrapper, which ``PeftModel.from_pretrained`` rebuilds from the saved config) instead of the methods' SEQ_CLS
+    default, and the model's actual head trained and saved (``modules_to_save``)."""
+    if getattr(config, "task_type", None) == "SEQ_CLS":
+        config.task_type = "TOKEN_CLS"
+    if getattr(config, "task_type", None) == "TOKEN_CLS" and not config.modules_to_save:
+        config.modules_to_save = head_prefixes(base)
 
 
 def finish_run(

@@ -23,7 +23,7 @@ from typing import Any
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..errors import choices, invalid
-from ..metrics import METRICS
+from ..metrics import RESULT_KEYS
 from ..saving import check_output_dir
 
 
@@ -168,13 +168,11 @@ def _check_strategies(v: dict[str, Any]) -> None:
         raise invalid("lr_scheduler_type", "reduce_lr_on_plateau", "another scheduler when eval_strategy='no'.")
     single_task = v.get("tasks") is None  # multi-task runs always pick the best checkpoint by mean accuracy
     metric = v.get("metric_for_best_model")
-    if single_task and metric is not None:
-        known = {*METRICS, "loss"}
+    if single_task and metric is not None:  # None: the task's own (accuracy, or entity_f1 for token tasks)
+        known = {key for keys in RESULT_KEYS.values() for key in keys} | {"loss"}
         allowed = sorted(known | {f"eval_{m}" for m in known})
         if metric not in allowed:
             raise choices("metric_for_best_model", metric, allowed)
-    if saving == "best" and single_task and metric is None:
-        raise invalid("save_strategy", "best", "'epoch' or 'steps' unless metric_for_best_model is set.")
     if not v.get("load_best_model_at_end") or saving == "best":
         return
     if evaluation != saving:

@@ -74,30 +74,34 @@ def _task_index(task: Any, tasks: Sequence[str], allowed: str) -> int:
 
 
 class Routing:
-    """Validated task ids of one forward pass plus the tasks present, so layers can run each task's rows at once."""
+    """Validated task ids of one forward pass, and the tasks present, so that layers never loop over tasks.
+
+    ``unique`` holds the tasks present (sorted) and ``inverse`` each example's position in it: a layer computes or
+    gathers per-task weights for ``unique`` once and hands each example its own with ``index_select(0, inverse)``.
+    """
 
     def __init__(self, ids: torch.Tensor):
         self.ids = ids
-        self.present = sorted(set(ids.tolist()))
-        self.rows = {t: (ids == t).nonzero().squeeze(1) for t in self.present} if len(self.present) > 1 else {}
+        self.unique, self.inverse = torch.unique(ids, sorted=True, return_inverse=True)
+        self.present = self.unique.tolist()
 
     @property
     def single(self) -> int | None:
-        """The one task of the batch, or ``None`` for a batch that mixes tasks."""
+        """The one task of the batch, or ``None`` for a batch that mixes tasks (or is empty)."""
         return self.present[0] if len(self.present) == 1 else None
 
 
-def route(hidden: torch.Tensor, routing: Routing, fn) -> torch.Tensor:
-    """``fn(rows, task)`` on each task's rows of the batch; one call when the batch holds a single task."""
-    if routing.single is not None:
-        return fn(hidden, routing.single)
-    out = None
-    for task, rows in routing.rows.items():
-        part = fn(hidden.index_select(0, rows), task)
-        if out is None:
-            out = part.new_zeros(hidden.shape[:-1] + part.shape[-1:])
-        out.index_copy_(0, rows, part)
-    return out
+def per_example_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear`` with a weight ``(out, in)`` and bias ``(out,)`` per example: ``weight`` is ``(batch, out, in)``.
+
+    One batched matmul over the whole batch, whatever the number of tasks in it.
+    """
+    flat = hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
+    if bias is None:
+        out = torch.bmm(flat, weight.transpose(1, 2))
+    else:
+        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
+    return out.reshape(*hidden.shape[:-1], weight.shape[1])
 
 
 _TASK_IDS: contextvars.ContextVar = contextvars.ContextVar("hf_adapter_kit_task_ids", default=None)
@@ -134,4 +138,4 @@ def routing(tasks: Sequence[str], batch_size: int, device: torch.device, holder:
     return state["routing"]
 
 
-__all__ = ["Routing", "check_tasks", "resolve_task_ids", "route", "routing", "task_context"]
+__all__ = ["Routing", "check_tasks", "per_example_linear", "resolve_task_ids", "routing", "task_context"]

@@ -1,5 +1,8 @@
 """One bottleneck per task, stored stacked; each example runs through its own task's block (He et al. 2021).
 
+A batch of one task runs as one bottleneck. A batch that mixes tasks gathers each example's weights from the stacks
+and runs one batched matmul per projection, so its cost does not grow with the number of tasks in it.
+
 Parameters per adapted sub-block: ``tasks * (2 * d * b + b + d)`` (+ ``tasks`` for a learned scale).
 """
 
@@ -10,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import get_activation
 
-from ..common.routing import Routing, route
+from ..common.routing import Routing, per_example_linear
 from ..common.weights import init_projection
 
 
@@ -27,9 +30,13 @@ class MultiTaskBottleneck(nn.Module):
         init_projection(self.up_weight, "up", scheme)
         self.act = get_activation(non_linearity.lower())
 
-    def _one(self, hidden: torch.Tensor, task: int) -> torch.Tensor:
-        down = F.linear(hidden, self.down_weight[task], self.down_bias[task])
-        return F.linear(self.act(down), self.up_weight[task], self.up_bias[task])
-
     def forward(self, hidden: torch.Tensor, routing: Routing) -> torch.Tensor:
-        return route(hidden, routing, self._one)
+        task = routing.single
+        if task is not None:
+            down = F.linear(hidden, self.down_weight[task], self.down_bias[task])
+            return F.linear(self.act(down), self.up_weight[task], self.up_bias[task])
+        ids = routing.ids
+        down = per_example_linear(hidden, self.down_weight.index_select(0, ids), self.down_bias.index_select(0, ids))
+        return per_example_linear(
+            self.act(down), self.up_weight.index_select(0, ids), self.up_bias.index_select(0, ids)
+        )

@@ -1,0 +1,301 @@
+"""Serving many tasks from one base model: a mixed-task batch's latency, the parameters and the memory (issue 13).
+
+What is timed: one forward pass of the embedded all-MiniLM-L6-v2 encoder (``AutoModel``, eval mode,
+``torch.inference_mode()``) over a batch of ``--batch-size`` real tweets padded to the longest (at most
+``--max-length`` tokens), for N = ``--tasks`` tasks. In the mixed batch every example has a task drawn at random
+(seeded) from the N; in the one-task batch all examples have the first task. Side by side, for each N:
+
+- the bare encoder (the denominator of every ratio);
+- the kit's multi-task parallel adapters and Hyperformer++, each on both backends (``adapters`` and PEFT), with the
+  kit's default settings, on the mixed batch and on a one-task batch;
+- PEFT LoRA (r=8 on query and value), one adapter per task, the mixed batch through ``adapter_names=``;
+- ``adapters`` ``seq_bn`` (Pfeiffer), one adapter per task, one active for the whole batch (``adapters`` routes a
+  mixed batch only through ``BatchSplit`` over contiguous rows; one active adapter is its best case).
+
+Every adapter's weights are moved off their identity start (an adapter whose up-projection is zero changes nothing),
+and each variant is checked to change the encoder's output.
+
+Protocol: warm-up passes, then ``--rounds`` rounds; each round times every variant (``--repeats`` passes, averaged)
+in an order rotated by one each round. Reported per variant: the median over rounds of the per-round ratio to the
+base model (pairs taken seconds apart), the adapter's parameters, and resident memory: each (variant, N) is built in a
+fresh process and the growth of its resident set (CPU) or of allocated GPU memory, after one mixed-batch pass, over
+the bare encoder's is reported (``--no-memory`` skips this).
+
+Usage: python bench/bench_serving.py [--tasks 1 10 100 1000] [--device cuda] [--output bench/results/serving-cpu.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from report import machine_sentence, save
+from transformers import AutoModel
+from transformers import logging as hf_logging
+
+
+BASE = "base (no adapter)"
+KIT = ("parallel/adapters", "parallel/peft", "hyperformer/adapters", "hyperformer/peft")
+OTHERS = ("lora/peft mixed adapter_names", "seq_bn/adapters one active")
+VARIANTS = (*KIT, *OTHERS)
+# what the adapter parameters' names hold: PEFT LoRA, the kit on PEFT, adapters' layers and shared weights
+ADAPTER_MARKS = ("lora_", "kit_", ".adapters.", "shared_parameters.")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[1, 10, 100, 1000])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=3, help="forward passes per timing")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed passes per variant first")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory measurement")
+    parser.add_argument("--output", default="bench/results/serving-cpu.md")
+    parser.add_argument("--memory-of", nargs=2, metavar=("VARIANT", "N"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def quiet() -> None:
+    hf_logging.set_verbosity_error()
+    logging.getLogger("adapters").setLevel(logging.ERROR)
+
+
+def batch(args: argparse.Namespace) -> dict:
+    import hf_adapter_kit as kit
+    from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer
+
+    texts = kit.load_task("tweets-3way").splits["test"]["text"][: args.batch_size]
+    tokenizer = load_tokenizer(DEFAULT_MODEL)
+    inputs = tokenizer(texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
+    return {k: v.to(args.device) for k, v in inputs.items()}
+
+
+def encoder(device: str) -> torch.nn.Module:
+    from hf_adapter_kit.modeling import DEFAULT_MODEL, resolve_model_path
+
+    return AutoModel.from_pretrained(resolve_model_path(DEFAULT_MODEL)).to(device).eval()
+
+
+def perturb(model: torch.nn.Module, names: list[str]) -> int:
+    """Move the adapter weights off their start; returns how many parameters the adapters have."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in names:
+            params[name].add_(torch.randn_like(params[name]) * 0.02)
+    return sum(params[name].numel() for name in names)
+
+
+def build(variant: str, n: int, device: str) -> tuple[torch.nn.Module, int]:
+    """The encoder with ``n`` tasks' worth of ``variant``; returns it (eval, on ``device``) and its adapter size."""
+    import hf_adapter_kit as kit
+    from hf_adapter_kit.multitask import attach_encoder
+
+    tasks = [f"task{i}" for i in range(n)]
+    base = encoder("cpu")
+    method, backend = variant.split(" ")[0].split("/")
+    if variant in KIT:
+        model = attach_encoder(base, kit.get_config(method, backend=backend, tasks=tasks), backend, "serve")
+    elif method == "lora":
+        import peft
+
+        config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"])
+        model = peft.get_peft_model(base, config, adapter_name=tasks[0])
+        for task in tasks[1:]:
+            model.add_adapter(task, config)
+    else:
+        import adapters
+
+        adapters.init(base)
+        for task in tasks:
+            base.add_adapter(task, config="seq_bn")
+        base.set_active_adapters(tasks[0])
+        model = base
+    names = [name for name, _ in model.named_parameters() if any(mark in name for mark in ADAPTER_MARKS)]
+    size = perturb(model, names)
+    return model.to(device).eval(), size
+
+
+def caller(variant: str, model: torch.nn.Module, inputs: dict, ids: list[int]):
+    """A no-argument function running one forward pass of ``model`` on the batch with these task ids."""
+    if variant == BASE or variant.startswith("seq_bn"):
+        return lambda: model(**inputs).last_hidden_state
+    if variant.startswith("lora"):
+        names = [f"task{i}" for i in ids]
+        return lambda: model(**inputs, adapter_names=names).last_hidden_state
+    task_ids = torch.tensor(ids, device=inputs["input_ids"].device)
+    return lambda: model(**inputs, task_ids=task_ids).last_hidden_state
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_call(fn, repeats: int, device: str) -> float:
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def measure_latency(args: argparse.Namespace, n: int, inputs: dict) -> dict:
+    rng = np.random.default_rng([args.seed, n])
+    mixed = rng.integers(0, n, size=args.batch_size).tolist()
+    one = [0] * args.batch_size
+    calls, sizes = {BASE: caller(BASE, encoder(args.device), inputs, one)}, {}
+    for variant in VARIANTS:
+        built = time.perf_counter()
+        model, sizes[variant] = build(variant, n, args.device)
+        print(f"N={n}: built {variant} ({sizes[variant]:,} parameters) in {time.perf_counter() - built:.1f} s")
+        if variant in KIT:
+            calls[f"{variant} mixed"] = caller(variant, model, inputs, mixed)
+            calls[f"{variant} one task"] = caller(variant, model, inputs, one)
+        else:
+            calls[variant] = caller(variant, model, inputs, mixed)
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        reference = calls[BASE]()
+        for name, fn in calls.items():
+            for _ in range(args.warmup):
+                out = fn()
+            if name != BASE and torch.allclose(out, reference):
+                raise SystemExit(f"{name}: the adapter does not change the output; is it active?")
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                times[name].append(time_call(calls[name], args.repeats, args.device))
+    base = times[BASE]
+    return {
+        "distinct_tasks_in_mixed_batch": len(set(mixed)),
+        "parameters": sizes,
+        "median_ms": {name: 1e3 * statistics.median(t) for name, t in times.items()},
+        "ratio": {name: statistics.median([a / b for a, b in zip(t, base, strict=True)]) for name, t in times.items()},
+        "ratio_q1_q3": {
+            name: [float(q) for q in np.percentile([a / b for a, b in zip(t, base, strict=True)], [25, 75])]
+            for name, t in times.items()
+        },
+    }
+
+
+def resident_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        sync(device)
+        return torch.cuda.memory_allocated()
+    gc.collect()
+    with open("/proc/self/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return kib * 1024
+
+
+def memory_of(args: argparse.Namespace, variant: str, n: int) -> None:
+    """In a fresh process: memory of the bare encoder after a pass, then with the adapters after a mixed pass."""
+    inputs = batch(args)
+    with torch.inference_mode():
+        base = encoder(args.device)
+        base(**inputs)
+        start = resident_bytes(args.device)
+        del base
+        gc.collect()
+        model, _ = build(variant, n, args.device)
+        ids = np.random.default_rng([args.seed, n]).integers(0, n, size=args.batch_size).tolist()
+        caller(variant, model, inputs, ids)()
+        print(json.dumps({"base_bytes": start, "with_adapters_bytes": resident_bytes(args.device)}))
+
+
+def measure_memory(args: argparse.Namespace, n: int) -> dict:
+    out = {}
+    for variant in VARIANTS:
+        command = [sys.executable, __file__, "--memory-of", variant, str(n), "--device", args.device]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        values = json.loads(result.stdout.strip().splitlines()[-1])
+        out[variant] = values["with_adapters_bytes"] - values["base_bytes"]
+    return out
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    quiet()
+    if args.memory_of:
+        memory_of(args, args.memory_of[0], int(args.memory_of[1]))
+        return
+    from hf_adapter_kit.compare import machine_info
+
+    start = time.perf_counter()
+    inputs = batch(args)
+    results = {}
+    for n in args.tasks:
+        results[n] = measure_latency(args, n, inputs)
+        if not args.no_memory:
+            results[n]["memory_bytes"] = measure_memory(args, n)
+        print(markdown_rows(n, results[n]))
+        gc.collect()
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine_info(),
+        "load_average_end": os.getloadavg(),
+        "settings": {k: v for k, v in vars(args).items() if k != "memory_of"},
+        "tokens_per_example": int(inputs["input_ids"].shape[1]),
+        "results": results,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    save(report, args.output, markdown)
+
+
+def markdown_rows(n: int, result: dict) -> str:
+    rows = []
+    for name, ratio in result["ratio"].items():
+        if name == BASE:
+            continue
+        variant = name.removesuffix(" mixed").removesuffix(" one task")
+        memory = result.get("memory_bytes", {}).get(variant)
+        q1, q3 = result["ratio_q1_q3"][name]
+        rows.append(
+            f"| {n} | {name} | {ratio:.3f} [{q1:.2f}, {q3:.2f}] | {result['median_ms'][name]:.1f} | "
+            f"{result['parameters'][variant]:,} | {'-' if memory is None else f'{memory / 2**20:.0f} MiB'} |"
+        )
+    return "\n".join(rows)
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [
+        "# Serving many tasks from one base model",
+        "",
+        f"`bench/bench_serving.py --device {s['device']}`. {machine_sentence(report)}",
+        "",
+        f"all-MiniLM-L6-v2 encoder, eval mode, `torch.inference_mode()`, a batch of {s['batch_size']} real tweets "
+        f"({report['tokens_per_example']} tokens each after padding). Mixed batch: each example's task drawn at random "
+        f"from the N. {s['warmup']} warm-up passes, then {s['rounds']} rounds in rotated order, {s['repeats']} passes "
+        "per timing. Latency: the median over rounds of the ratio to the bare encoder timed in the same round "
+        "[quartiles]. Memory: growth of the process's resident set (GPU: allocated memory) over the bare encoder's, "
+        "built in a fresh process, after one mixed pass.",
+        "",
+        "| N | variant | latency vs base | median ms | adapter parameters | memory |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, result in report["results"].items():
+        base_ms = result["median_ms"][BASE]
+        lines.append(
+            f"| {n} | base: {base_ms:.1f} ms; {result['distinct_tasks_in_mixed_batch']} distinct tasks in the mixed "
+            "batch | | | | |"
+        )
+        lines.append(markdown_rows(n, result))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
