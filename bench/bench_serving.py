@@ -178,16 +178,13 @@ def measure_latency(args: argparse.Namespace, n: int, inputs: dict) -> dict:
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 times[name].append(time_call(calls[name], args.repeats, args.device))
-    base = times[BASE]
+    per_round = {name: [a / b for a, b in zip(t, times[BASE], strict=True)] for name, t in times.items()}
     return {
         "distinct_tasks_in_mixed_batch": len(set(mixed)),
         "parameters": sizes,
         "median_ms": {name: 1e3 * statistics.median(t) for name, t in times.items()},
-        "ratio": {name: statistics.median([a / b for a, b in zip(t, base, strict=True)]) for name, t in times.items()},
-        "ratio_q1_q3": {
-            name: [float(q) for q in np.percentile([a / b for a, b in zip(t, base, strict=True)], [25, 75])]
-            for name, t in times.items()
-        },
+        "ratio": {name: statistics.median(r) for name, r in per_round.items()},
+        "ratio_q1_q3": {name: [float(q) for q in np.percentile(r, [25, 75])] for name, r in per_round.items()},
     }
 
 

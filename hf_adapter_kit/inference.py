@@ -14,11 +14,11 @@ from .hub import resolve_adapter
 from .modeling import load_tokenizer
 from .multitask import MultiTaskModel
 from .patches.transformers_pipeline import _original
-from .pipelines import multitask_pipeline
+from .pipelines import TOKEN_PIPELINES, multitask_pipeline
 from .saving import load_folder, meta_of
 
 
-SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis", "token-classification", "ner")
+SUPPORTED_PIPELINES = ("text-classification", "sentiment-analysis", *TOKEN_PIPELINES)
 # transformers' own function, also once the kit's patch (patches/transformers_pipeline.py) has replaced it.
 _transformers_pipeline = _original
 
@@ -60,11 +60,9 @@ def pipeline(
     meta = meta_of(model)
     tokenizer = tokenizer or load_tokenizer(meta.base_model)
     base = get_backend(meta.backend).base_model(model)
-    head = "token" if type(base).__name__.endswith("ForTokenClassification") else "sequence"
-    wanted = "token" if task in ("token-classification", "ner") else "sequence"
-    if head != wanted:
-        serves = "token-classification" if head == "token" else "text-classification"
+    if (task in TOKEN_PIPELINES) != (meta.kind == "token"):
+        serves = "token-classification" if meta.kind == "token" else "text-classification"
         raise invalid(
-            "task", task, f"{serves!r}: this adapter's head labels {'tokens' if head == 'token' else 'texts'}."
+            "task", task, f"{serves!r}: this adapter's head labels {'tokens' if meta.kind == 'token' else 'texts'}."
         )
     return _transformers_pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)

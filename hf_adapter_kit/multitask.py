@@ -100,15 +100,8 @@ class MultiTaskModel(nn.Module):
         return False
 
     def labels_of(self, task: str) -> tuple[str, ...]:
-        """The label names of ``task``'s head (from the head, else from the saved metadata, else ``LABEL_i``)."""
-        spec = self.specs[task]
-        if spec.label_names is None:
-            saved = {
-                h["name"]: h["label_names"] for h in getattr(getattr(self, "hf_adapter_kit_meta", None), "heads", [])
-            }
-            if len(saved.get(task, ())) == spec.num_labels:
-                return tuple(saved[task])
-        return spec.labels
+        """The label names of ``task``'s head (``LABEL_i`` for a head built without names)."""
+        return self.specs[task].labels
 
     def task_index(self, task, kind: str | None = None) -> int:
         """The position of ``task`` (a name or an index) in ``tasks``; with ``kind``, its head must be of that kind."""
@@ -185,8 +178,8 @@ class MultiTaskModel(nn.Module):
         if adapter_name is None:
             raise invalid("model", "MultiTaskModel", "a model from hf_adapter_kit (train or from_pretrained).")
         check_tasks([*self.tasks, name], argument="name")
-        embedding = add_task(self.encoder, name, adapter_name=adapter_name)
-        for param in self.parameters():
+        embedding = add_task(self.encoder, name, adapter_name=adapter_name, freeze_others=False)
+        for param in self.parameters():  # the heads too, which the encoder's add_task does not see
             param.requires_grad_(False)
         embedding.requires_grad_(True)
         layer = nn.Linear(self.config.hidden_size, head.num_labels).to(

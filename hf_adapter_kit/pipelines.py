@@ -25,6 +25,9 @@ from .errors import invalid
 from .multitask import MultiTaskModel, TaskModel
 
 
+TOKEN_PIPELINES = ("token-classification", "ner")  # transformers' task names for a token-classification pipeline
+
+
 @dataclass(frozen=True)
 class _Routed:
     """One input with its own task (per-input ``task_ids``)."""
@@ -110,7 +113,7 @@ class TaskTokenClassificationPipeline(TokenClassificationPipeline):
 
 def multitask_pipeline(task: str, model: MultiTaskModel, tokenizer, task_ids: Any, make, **kwargs):
     """The pipeline for ``task`` over ``model``; ``make`` is transformers' ``pipeline`` function."""
-    if task in ("token-classification", "ner"):
+    if task in TOKEN_PIPELINES:
         if isinstance(task_ids, list | tuple | torch.Tensor):
             raise invalid("task_ids", task_ids, "one token task for the whole pipeline (a name or an index).")
         chosen = task_ids if task_ids is not None else _one_task_of_kind(model, "token")

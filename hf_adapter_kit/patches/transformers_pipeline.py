@@ -11,7 +11,8 @@ hf_adapter_kit (a local folder holding ``hf_adapter_kit.json``, or a Hub repo ho
 ``MultiTaskModel``, returns ``hf_adapter_kit.pipeline(...)``: a standard transformers pipeline over the base model
 with the adapter attached (for a multi-task adapter, :mod:`hf_adapter_kit.pipelines`, which takes ``task_ids=``).
 The call's other keyword arguments (``device``, ``top_k``, ``aggregation_strategy``, ``batch_size``...) go with it;
-``tokenizer``, ``revision`` and ``token`` are used to load. Every other call goes to transformers unchanged. For a Hub id the wrapper first asks for ``hf_adapter_kit.json`` (one request; none when offline).
+``tokenizer``, ``revision`` and ``token`` are used to load. Every other call goes to transformers unchanged. For a
+Hub id the wrapper first asks for ``hf_adapter_kit.json`` (one request; none when offline).
 Code that ran ``from transformers import pipeline`` before importing hf_adapter_kit keeps the original function.
 A training run's output folder (its adapter in ``adapter/``) also goes to the kit, whose error names that folder.
 

@@ -3,9 +3,10 @@
 Task, layer-id and position embeddings are concatenated, projected (Linear, ReLU, Linear) and layer-normed; one
 shared set of generators turns that vector into the adapter's down/up weights and biases and the gamma/beta of its
 conditional layer norm. A batch that mixes tasks generates each example's weights in one call per (layer,
-position) and runs one batched matmul per projection, so its cost does not grow with the number of tasks. In eval mode without autograd the weights of
-one-task batches are cached per (task, layer, position) for the last ``CACHED_TASKS`` tasks; the cache is dropped on
-``train()`` and whenever a parameter changes (in-place update, reload, move, cast). Memory for N tasks is the
+position) and runs one batched matmul per projection, so its cost does not grow with the number of tasks. In eval
+mode without autograd the weights of one-task batches are cached per (task, layer, position) for the last
+``CACHED_TASKS`` tasks; an entry is dropped on ``train()`` and whenever a parameter it depends on changes (in-place
+update, reload, move, cast). Memory for N tasks is the
 hypernetwork plus ``N * task_embedding_dim`` floats, plus at most ``CACHED_TASKS`` tasks' generated adapters.
 
 With ``init_weights`` ``"mam_adapter"`` / ``"lora"`` (the default) the up-projection generators start at zero, so
@@ -127,14 +128,17 @@ class HyperNetwork(nn.Module):
 
         An entry is reused while the parameters it was generated from are unchanged (same storage, version, dtype).
         """
+
+        def fresh() -> dict[str, torch.Tensor]:
+            return {k: v[0] for k, v in self.generate(torch.tensor([task]), layer, position).items()}
+
         state = None if self.training or torch.is_grad_enabled() else self._param_state(task)
         if state is None:  # training, autograd, or parameters made under inference_mode (no version counter)
-            return {k: v[0] for k, v in self.generate(torch.tensor([task]), layer, position).items()}
+            return fresh()
         key = (task, layer, position)
         hit = self._cache.get(key)
         if hit is None or hit[0] != state:
-            weights = self.generate(torch.tensor([task]), layer, position)
-            hit = self._cache[key] = (state, {k: v[0] for k, v in weights.items()})
+            hit = self._cache[key] = (state, fresh())
         self._cache.move_to_end(key)
         slots = self.layer_embeddings.num_embeddings * len(self.positions)
         while len(self._cache) > self.CACHED_TASKS * slots:
