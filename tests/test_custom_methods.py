@@ -17,6 +17,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, DistilBe
 
 from hf_adapter_kit import AdapterKitError, get_config
 from hf_adapter_kit.backends import get_backend
+from hf_adapter_kit.methods.common.routing import Routing
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork, hypernetwork_parameter_count
 from hf_adapter_kit.methods.hyperformer.tasks import add_task
 from hf_adapter_kit.modeling import load_base_model
@@ -288,18 +289,18 @@ def test_eval_cache_serves_generated_weights_until_something_changes(monkeypatch
     monkeypatch.setattr(net, "generate", lambda *args: calls.append(args) or original(*args))
     net.eval()
     with torch.no_grad():
-        first = net._generate_one(0, 1, "ffn")
-        assert net._generate_one(0, 1, "ffn") is first and len(calls) == 1  # cached
+        first = net._folded_one(0, 1, "ffn")
+        assert net._folded_one(0, 1, "ffn") is first and len(calls) == 1  # cached
         net.down_weight.weight.add_(0.5)  # an optimizer step or a reload changes a parameter in place
-        second = net._generate_one(0, 1, "ffn")
+        second = net._folded_one(0, 1, "ffn")
         assert len(calls) == 2 and not torch.equal(second["down_weight"], first["down_weight"])
     net.train()
     with torch.no_grad():
-        net._generate_one(0, 1, "ffn")
-        net._generate_one(0, 1, "ffn")
+        net._folded_one(0, 1, "ffn")
+        net._folded_one(0, 1, "ffn")
     assert len(calls) == 4  # training mode never caches
     net.eval()
-    net._generate_one(0, 1, "ffn")
+    net._folded_one(0, 1, "ffn")
     assert len(calls) == 5  # neither does autograd, whose graph must reach the generators
 
 
@@ -308,23 +309,89 @@ def test_eval_cache_is_bounded_to_the_last_tasks_used(monkeypatch):
     net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=1, tasks=list("abcd"), positions=["ffn"]).eval()
     with torch.no_grad():
         for task in (0, 1, 0, 2):  # task 1 is now the least recently used
-            net._generate_one(task, 0, "ffn")
+            net._folded_one(task, 0, "ffn")
     assert list(net._cache) == [(0, 0, "ffn"), (2, 0, "ffn")]
 
 
 def test_a_hypernetwork_built_under_inference_mode_serves_uncached():
     with torch.inference_mode():  # its parameters are inference tensors: they keep no version counter
-        net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=1, tasks=["a"], positions=["ffn"]).eval()
-        first = net._generate_one(0, 0, "ffn")
+        net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=1, tasks=["a", "b"], positions=["ffn"]).eval()
+        net.up_weight.bias.add_(1.0)  # off the identity start
+        first = net._folded_one(0, 0, "ffn")
+        mixed, hidden = Routing(torch.tensor([0, 1])), torch.randn(2, 3, 8)
+        before = net.adapter(hidden, 0, "ffn", mixed)
         net.down_weight.weight.add_(0.5)
-        second = net._generate_one(0, 0, "ffn")
-    assert not net._cache and not torch.equal(first["down_weight"], second["down_weight"])
+        net.projector[0].weight.add_(0.5)
+        second = net._folded_one(0, 0, "ffn")
+        after = net.adapter(hidden, 0, "ffn", mixed)
+    assert not net._cache and not net._rows
+    assert not torch.equal(first["down_weight"], second["down_weight"]) and not torch.equal(before, after)
+
+
+def _net_with_drawn_generators(**kwargs) -> HyperNetwork:
+    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, projected_dim=4, **kwargs)
+    for name in ("up_weight", "up_bias", "down_bias", "ln_weight", "ln_bias"):
+        if hasattr(net, name):  # generators that start at zero would make every task look alike
+            torch.nn.init.normal_(getattr(net, name).weight)
+    return net
+
+
+def _reference_adapter(net: HyperNetwork, hidden: torch.Tensor, tasks: list[int], layer: int, position: str):
+    """The adapter as written in the paper, one example at a time: layer norm with the task's gamma/beta, down,
+    activation, up; nothing folded, nothing cached."""
+    rows = []
+    for h, task in zip(hidden, tasks, strict=True):
+        w = {k: v[0] for k, v in net.generate(torch.tensor([task]), layer, position).items()}
+        if net.conditional_layer_norm:
+            h = torch.nn.functional.layer_norm(h, (h.shape[-1],), w["ln_weight"], w["ln_bias"])
+        down = net.act(torch.nn.functional.linear(h, w["down_weight"], w["down_bias"]))
+        rows.append(torch.nn.functional.linear(down, w["up_weight"], w["up_bias"]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("conditional_layer_norm", [True, False])
+@pytest.mark.parametrize("tasks", [[2, 2, 2], [0, 2, 1]], ids=["one task", "mixed"])
+def test_folded_layer_norm_equals_the_adapter_as_written(conditional_layer_norm, tasks):
+    net = _net_with_drawn_generators(tasks=list("abc"), conditional_layer_norm=conditional_layer_norm)
+    hidden = torch.randn(3, 5, 8) * 3 + 1  # a mean and a scale for the layer norm to take out
+    expected = _reference_adapter(net, hidden, tasks, 1, "ffn")
+    route = Routing(torch.tensor(tasks))
+    trained = net.adapter(hidden.requires_grad_(), 1, "ffn", route)  # the training path: squares, no norm
+    torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-5)
+    trained.sum().backward()
+    assert torch.isfinite(hidden.grad).all() and net.projector[0].weight.grad is not None
+    net.eval()
+    with torch.no_grad():
+        for _ in range(2):  # fills the caches, then reads them
+            torch.testing.assert_close(net.adapter(hidden.detach(), 1, "ffn", route), expected, rtol=1e-5, atol=1e-5)
+    assert net._cache if len(set(tasks)) == 1 else net._rows
+
+
+def test_projected_embeddings_are_kept_per_task_until_a_parameter_changes():
+    net = _net_with_drawn_generators(tasks=list("abcd")).eval()
+    hidden = torch.randn(4, 3, 8)
+    with torch.no_grad():
+        net.adapter(hidden, 0, "attention", Routing(torch.tensor([0, 1, 0, 1])))
+        assert set(net._rows[(0, "attention")][1]) == {0, 1}
+        net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
+        kept = net._rows[(0, "attention")][1]
+        assert set(kept) == {0, 1, 3}
+        before = net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
+        net.task_embeddings[3].add_(1.0)  # only task 3's row is recomputed
+        row_1, row_3 = kept[1][1], kept[3][1]
+        after = net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
+        assert kept[1][1] is row_1 and not torch.equal(kept[3][1], row_3)
+        torch.testing.assert_close(after[1], before[1])
+        assert not torch.allclose(after[0], before[0])
+        net.projector[2].bias.add_(1.0)  # a shared parameter: every row goes
+        net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
+        assert set(net._rows[(0, "attention")][1]) == {1, 3}
+    net.train()
+    assert not net._rows
 
 
 def test_batched_generation_equals_one_task_at_a_time():
-    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, tasks=list("abc"), projected_dim=4)
-    for gen in (net.up_weight, net.up_bias, net.down_bias, net.ln_weight, net.ln_bias):
-        torch.nn.init.normal_(gen.weight)  # generators that start at zero would make every task look alike
+    net = _net_with_drawn_generators(tasks=list("abc"))
     stacked = net.generate(torch.tensor([0, 2]), 1, "attention")
     for row, task in enumerate((0, 2)):
         alone = net.generate(torch.tensor([task]), 1, "attention")

@@ -25,11 +25,14 @@ def test_every_method_has_a_recipe():
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.parent.name)
-def test_recipe_runs_a_few_steps(recipe, tiny_model_dirs, tmp_path):
+def test_recipe_runs_a_few_steps(recipe, tiny_model_dirs, tmp_path, request):
     values = load_recipe(recipe)
     assert recipe.parent.name == values["method"] or recipe.parent.name.startswith(f"{values['method']}-")
     out = tmp_path / "run"
-    overrides = ["--model_name_or_path", tiny_model_dirs["bert"], "--max_steps", "3", "--output_dir", str(out)]
+    # instruction-tuning recipes need a decoder with a chat template: the tiny Llama stands in for SmolLM2
+    sft = values.get("task_type") == "causal-lm"
+    model = request.getfixturevalue("tiny_llm_dir") if sft else tiny_model_dirs["bert"]
+    overrides = ["--model_name_or_path", model, "--max_steps", "3", "--output_dir", str(out)]
     overrides += ["--disable_tqdm", "true", "--max_train_samples", "32"]
     if values.get("tasks"):  # multi-task recipes keep their embedded tasks, cut down
         overrides += ["--max_eval_samples", "16"]

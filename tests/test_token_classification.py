@@ -17,7 +17,7 @@ from hf_adapter_kit.cli import main
 from hf_adapter_kit.data import load_task
 from hf_adapter_kit.metrics import IGNORED
 from hf_adapter_kit.modeling import load_tokenizer
-from hf_adapter_kit.registry import get_method
+from hf_adapter_kit.registry import get_method, list_specs
 from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, load_folder
 from hf_adapter_kit.training.preprocess import align_tags, tokenize_task
 
@@ -108,20 +108,7 @@ def test_truncated_words_are_not_labelled(tiny_model_dirs, tmp_path):
 # -- training, saving, loading ---------------------------------------------------------------------------------------
 
 
-CASES = [
-    ("pfeiffer", "adapters"),
-    ("pfeiffer", "peft"),
-    ("lora", "peft"),
-    ("lora", "adapters"),
-    ("houlsby", "adapters"),
-    ("houlsby", "peft"),
-    ("parallel", "adapters"),
-    ("parallel", "peft"),
-    ("hyperformer", "adapters"),
-    ("hyperformer", "peft"),
-    ("head", "transformers"),
-    ("full", "transformers"),
-]
+CASES = [(spec.name, backend) for spec in list_specs() for backend in spec.backends]  # every method, every library
 
 
 def test_cases_cover_every_method_and_backend():

@@ -34,7 +34,9 @@ class PeftBackend(Backend):
         return _dedupe_modules_to_save(peft.get_peft_model(model, config, adapter_name=PEFT_ADAPTER_NAME))
 
     def save(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
-        model.save_pretrained(str(directory), safe_serialization=True)
+        # The kit never resizes a vocabulary, so PEFT's "auto" check whether it did is skipped: for a base model named by
+        # Hub id (the embedded ones) it asks the Hub for its config.json, retrying for ~40 s when offline (PEFT 0.21).
+        model.save_pretrained(str(directory), safe_serialization=True, save_embedding_layers=False)
 
     def load(
         self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool = False

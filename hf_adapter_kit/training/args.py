@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 import torch
 from transformers import TrainingArguments
 
-from ..errors import AdapterKitError
+from ..errors import AdapterKitError, invalid
 from ..modeling import DEFAULT_MODEL
 
 
@@ -28,18 +28,66 @@ def smoke() -> bool:
     return os.environ.get(SMOKE, "") not in {"", "0"}
 
 
+# task_type: None trains a classifier (one label per text, or per word for token tasks); "causal-lm" (PEFT's
+# TaskType.CAUSAL_LM, also accepted as "CAUSAL_LM") instruction-tunes a decoder LLM (training/sft.py, docs/llm.md).
+TASK_TYPES = {"causal-lm": "causal-lm", "CAUSAL_LM": "causal-lm"}
+
+
+def default_model(task_type: str | None) -> str:
+    """The embedded model a run uses when none is named: the MiniLM encoder, or SmolLM2 for task_type='causal-lm'."""
+    if task_type == "causal-lm":
+        from ..llm.embedded import DEFAULT_LLM
+
+        return DEFAULT_LLM
+    return DEFAULT_MODEL
+
+
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(
-        default=DEFAULT_MODEL,
-        metadata={"help": "Hub id or local folder of the base model; the embedded default needs no network."},
+    # typing.Optional: HfArgumentParser reads it
+    model_name_or_path: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": f"Hub id or local folder of the base model; default: the embedded {DEFAULT_MODEL} (with "
+            "task_type causal-lm: the embedded HuggingFaceTB/SmolLM2-135M-Instruct), which need no network."
+        },
     )
     max_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the Hub (only if asked)."})
+    task_type: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "Unset: classification (one label per text; per word for token tasks). 'causal-lm' (PEFT's "
+            "CAUSAL_LM): instruction tuning of a decoder LLM, evaluated by generation (docs/llm.md)."
+        },
+    )
+    max_new_tokens: Optional[int] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "task_type causal-lm: most new tokens per generated test answer; default: the longest test "
+            "answer's tokens plus 8."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
             raise AdapterKitError(f"`max_length`={self.max_length!r} is not valid: expected an integer >= 8.")
+        if self.task_type is not None:
+            if self.task_type not in TASK_TYPES:
+                raise invalid(
+                    "task_type",
+                    self.task_type,
+                    "'causal-lm' (or PEFT's name 'CAUSAL_LM') for instruction tuning, or None for classification.",
+                )
+            self.task_type = TASK_TYPES[self.task_type]
+        if self.max_new_tokens is not None and (
+            isinstance(self.max_new_tokens, bool)
+            or not isinstance(self.max_new_tokens, int)
+            or self.max_new_tokens < 1
+        ):
+            raise AdapterKitError(f"`max_new_tokens`={self.max_new_tokens!r} is not valid: expected an integer >= 1.")
+        if self.model_name_or_path is None:
+            self.model_name_or_path = default_model(self.task_type)
 
 
 @dataclass

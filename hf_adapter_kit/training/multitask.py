@@ -17,7 +17,6 @@ and the sequence head reads its first position.
 from __future__ import annotations
 
 import math
-import re
 
 import datasets
 import numpy as np
@@ -45,7 +44,7 @@ from ..metrics import (
 from ..modeling import load_tokenizer, resolve_model_path
 from ..multitask import MultiTaskModel, TaskHead, attach_encoder, load_weights
 from ..registry import multi_task_methods, resolve_backend
-from ..saving import AdapterMeta, attach_meta, check_output_dir
+from ..saving import attach_meta, check_output_dir
 from .preprocess import tokenize_task
 from .trainer import KitTrainer
 from .validate import check_arguments
@@ -164,7 +163,7 @@ class MultiTaskTrainer(KitTrainer):
 
 def run_multitask_training(model_args, data_args, method_args, training_args):
     """``hf_adapter_kit.train(..., tasks=[...])``: checks, data, model, training, per-task test metrics, saving."""
-    from .run import _training_record, finish_run, resolve_checkpoint
+    from .run import finish_run, new_meta, resolve_checkpoint
 
     check_arguments(model_args, data_args, method_args, training_args)  # bad values refused before anything runs
     spec, backend = resolve_backend(method_args.method, method_args.backend)
@@ -205,19 +204,11 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
     path = resolve_model_path(model_args.model_name_or_path)
     encoder = AutoModel.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
     base_parameters = sum(p.numel() for p in encoder.parameters())
-    adapter_name = method_args.adapter_name or re.sub(r"[^A-Za-z0-9_]", "_", "_".join(names))
     heads = [{"name": t.name, "kind": t.kind, "label_names": list(t.label_names)} for t in tasks]
-    meta = AdapterMeta.for_model(
-        encoder,
-        method=spec.name,
-        backend=backend,
-        adapter_name=adapter_name,
-        base_model=model_args.model_name_or_path,
-        label_names=[],
-        task=", ".join(names),
-        heads=heads,
-        training=_training_record(model_args, data_args, method_args, training_args, tasks[0]),
-    )
+    args = (model_args, data_args, method_args, training_args)
+    meta = new_meta(encoder, spec.name, backend, args, tasks[0], ", ".join(names), "_".join(names), label_names=[],
+                    heads=heads)  # fmt: skip
+    adapter_name = meta.adapter_name
     encoder = attach_encoder(encoder, config, backend, adapter_name)
     model = MultiTaskModel(
         encoder, {h["name"]: TaskHead(h["kind"], len(h["label_names"]), tuple(h["label_names"])) for h in heads}

@@ -74,6 +74,10 @@ def run_training(
     training_args: KitTrainingArguments,
 ) -> TrainResult:
     check_arguments(model_args, data_args, method_args, training_args)  # bad values refused before anything runs
+    if model_args.task_type == "causal-lm":  # instruction tuning of a decoder LLM
+        from .sft import run_sft_training
+
+        return run_sft_training(model_args, data_args, method_args, training_args)
     if data_args.tasks is not None:  # several tasks, one multi-task adapter
         from .multitask import run_multitask_training
 
@@ -97,18 +101,11 @@ def run_training(
         model_args.model_name_or_path, task.label_names, kind=task.kind, trust_remote_code=model_args.trust_remote_code
     )
     base_parameters = sum(p.numel() for p in base.parameters())
-    adapter_name = method_args.adapter_name or re.sub(r"[^A-Za-z0-9_]", "_", task.name)
-    meta = AdapterMeta.for_model(
-        base,
-        method=spec.name,
-        backend=backend_name,
-        adapter_name=adapter_name,
-        base_model=model_args.model_name_or_path,
-        label_names=task.label_names,
-        task=task.name,
-        kind=task.kind,
-        training=_training_record(model_args, data_args, method_args, training_args, task),
+    args = (model_args, data_args, method_args, training_args)
+    meta = new_meta(
+        base, spec.name, backend_name, args, task, task.name, task.name, label_names=task.label_names, kind=task.kind
     )
+    adapter_name = meta.adapter_name
     if token and backend_name == "peft":
         token_classification_config(config, base)
     model = get_backend(backend_name).attach(base, config, adapter_name)
@@ -139,6 +136,24 @@ def run_training(
         trainable,
         base_parameters,
         task_description=task.description,
+    )
+
+
+def new_meta(
+    model: PreTrainedModel, method: str, backend: str, args: tuple, data: Any, task: str, name: str, **fields: Any
+) -> AdapterMeta:
+    """The metadata of a run's adapter for ``task``: named ``--adapter_name`` or after ``name``, with the training
+    record of ``args`` (model, data, method and training arguments) and ``fields`` (labels, kind, heads)."""
+    model_args, data_args, method_args, training_args = args
+    return AdapterMeta.for_model(
+        model,
+        method=method,
+        backend=backend,
+        adapter_name=method_args.adapter_name or re.sub(r"[^A-Za-z0-9_]", "_", name),
+        base_model=model_args.model_name_or_path,
+        task=task,
+        training=_training_record(model_args, data_args, method_args, training_args, data),
+        **fields,
     )
 
 

@@ -2,12 +2,20 @@
 
 Task, layer-id and position embeddings are concatenated, projected (Linear, ReLU, Linear) and layer-normed; one
 shared set of generators turns that vector into the adapter's down/up weights and biases and the gamma/beta of its
-conditional layer norm. A batch that mixes tasks generates each example's weights in one call per (layer,
-position) and runs one batched matmul per projection, so its cost does not grow with the number of tasks. In eval
-mode without autograd the weights of one-task batches are cached per (task, layer, position) for the last
-``CACHED_TASKS`` tasks; an entry is dropped on ``train()`` and whenever a parameter it depends on changes (in-place
-update, reload, move, cast). Memory for N tasks is the
-hypernetwork plus ``N * task_embedding_dim`` floats, plus at most ``CACHED_TASKS`` tasks' generated adapters.
+conditional layer norm. Every example of a batch gets its own task's adapter, without a loop over tasks: a batch that
+mixes tasks generates each example's weights in one call per (layer, position) and runs one batched matmul per
+projection.
+
+Serving (eval mode, no autograd) caches what the parameters determine, and drops an entry whenever a parameter it
+depends on changes (in-place update, reload, move, cast) and on ``train()``:
+- each task's projected embedding per (layer, position): ``projected_dim`` floats, so a mixed batch only runs the
+  generators;
+- for one-task batches, the generated adapters of the last ``CACHED_TASKS`` tasks (LRU).
+Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats, plus these caches.
+
+The conditional layer norm is folded into the down projection, so the activations are never normalised in a pass of
+their own: ``W (gamma * (h - mu) / sigma + beta) + c = ((W gamma) . h - mu (W gamma) 1) / sigma + (W beta + c)``,
+with ``mu`` and ``sigma`` the per-token mean and standard deviation (two reductions over ``h``).
 
 With ``init_weights`` ``"mam_adapter"`` / ``"lora"`` (the default) the up-projection generators start at zero, so
 every adapter starts as the identity; ``"bert"`` / ``"houlsby"`` draw them too (a non-identity start).
@@ -27,6 +35,9 @@ from transformers.activations import get_activation
 from ..common.checks import POSITIONS
 from ..common.routing import Routing, per_example_linear
 from ..common.weights import init_projection
+
+
+LN_EPS = 1e-5  # F.layer_norm's default, which the conditional layer norm used before it was folded
 
 
 class HyperNetwork(nn.Module):
@@ -85,7 +96,8 @@ class HyperNetwork(nn.Module):
         if init_weights not in ("mam_adapter", "lora"):
             init_projection(self.up_weight.weight, "up", init_weights)
         self.act = get_activation(non_linearity.lower())
-        self._cache: OrderedDict = OrderedDict()  # (task, layer, position) -> (state, weights), one-task batches
+        self._cache: OrderedDict = OrderedDict()  # (task, layer, position) -> (state, folded weights)
+        self._rows: dict = {}  # (layer, position) -> (state, {task: (state, projected embedding)})
 
     # -- tasks ---------------------------------------------------------------------------------------------------
     def add_task(self, name: str) -> nn.Parameter:
@@ -123,22 +135,50 @@ class HyperNetwork(nn.Module):
             weights["ln_bias"] = self.ln_bias(z)
         return weights
 
-    def _generate_one(self, task: int, layer: int, position: str) -> dict[str, torch.Tensor]:
-        """One task's weights, unstacked; kept in eval mode without autograd for the last ``CACHED_TASKS`` tasks.
+    # -- serving caches (eval mode, no autograd) -----------------------------------------------------------------
+    def _state(self, params: Sequence[torch.Tensor]) -> tuple | None:
+        """What a cached value made from ``params`` depends on, or ``None`` when nothing may be cached: training,
+        autograd, or a parameter that is an inference tensor (its in-place changes are not recorded)."""
+        if self.training or torch.is_grad_enabled() or any(p.is_inference() for p in params):
+            return None
+        return tuple((p.data_ptr(), p._version, p.dtype) for p in params)
 
-        An entry is reused while the parameters it was generated from are unchanged (same storage, version, dtype).
-        """
+    def _shared_params(self) -> list[torch.Tensor]:
+        return [p for name, child in self.named_children() if name != "task_embeddings" for p in child.parameters()]
 
-        def fresh() -> dict[str, torch.Tensor]:
-            return {k: v[0] for k, v in self.generate(torch.tensor([task]), layer, position).items()}
+    def _projector_params(self) -> list[torch.Tensor]:
+        return [self.layer_embeddings.weight, self.position_embeddings.weight, *self.projector.parameters(),
+                *self.projector_norm.parameters()]  # fmt: skip
 
-        state = None if self.training or torch.is_grad_enabled() else self._param_state(task)
-        if state is None:  # training, autograd, or parameters made under inference_mode (no version counter)
-            return fresh()
+    def _projected(self, routing: Routing, layer: int, position: str) -> torch.Tensor:
+        """Each example's projected embedding ``(batch, projected_dim)``; when serving, each task's is computed once
+        per (layer, position) and kept."""
+        shared = self._state(self._projector_params())
+        states = {t: self._state([self.task_embeddings[t]]) for t in routing.present} if shared else {}
+        if shared is None or None in states.values():
+            return self._embed(routing.unique, layer, position).index_select(0, routing.inverse)
+        key = (layer, position)
+        if key not in self._rows or self._rows[key][0] != shared:
+            self._rows[key] = (shared, {})
+        rows = self._rows[key][1]
+        stale = [t for t, state in states.items() if t not in rows or rows[t][0] != state]
+        if stale:
+            for t, z in zip(stale, self._embed(torch.tensor(stale), layer, position), strict=True):
+                rows[t] = (states[t], z)
+        return torch.stack([rows[t][1] for t in routing.present]).index_select(0, routing.inverse)
+
+    def _folded_one(self, task: int, layer: int, position: str) -> dict[str, torch.Tensor]:
+        """One task's folded adapter (:meth:`_fold`), unstacked; kept when serving for the last ``CACHED_TASKS``
+        tasks, while the parameters it was generated from are unchanged (same storage, version, dtype)."""
+        state = self._state([*self._shared_params(), self.task_embeddings[task]])
         key = (task, layer, position)
-        hit = self._cache.get(key)
+        hit = self._cache.get(key) if state is not None else None
         if hit is None or hit[0] != state:
-            hit = self._cache[key] = (state, fresh())
+            folded = self._fold(self.generate(torch.tensor([task]), layer, position))
+            hit = (state, {k: v[0] for k, v in folded.items()})
+            if state is None:
+                return hit[1]
+            self._cache[key] = hit
         self._cache.move_to_end(key)
         slots = self.layer_embeddings.num_embeddings * len(self.positions)
         while len(self._cache) > self.CACHED_TASKS * slots:
@@ -153,20 +193,44 @@ class HyperNetwork(nn.Module):
                 state_dict[f"{prefix}task_embeddings.{index}"] = state_dict.pop(old)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _param_state(self, task: int) -> tuple | None:
-        """What one task's generated weights depend on: the shared parameters and that task's embedding (``None``
-        when a parameter is an inference tensor, whose in-place changes nothing records)."""
-        shared = [p for name, child in self.named_children() if name != "task_embeddings" for p in child.parameters()]
-        params = (*shared, self.task_embeddings[task])
-        if any(p.is_inference() for p in params):
-            return None
-        return tuple((p.data_ptr(), p._version, p.dtype) for p in params)
-
     def train(self, mode: bool = True):
         self._cache.clear()
+        self._rows.clear()
         return super().train(mode)
 
     # -- the adapter -----------------------------------------------------------------------------------------------
+    def _fold(self, w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Stacked generated weights with the conditional layer norm folded into the down projection:
+        ``down_weight`` becomes ``W diag(gamma)``, ``down_bias`` ``W beta + c``, and ``down_sum`` (the new weight's
+        row sums, ``W gamma``) takes the mean out. Without the conditional layer norm, the weights as generated."""
+        if not self.conditional_layer_norm:
+            return w
+        gamma_beta = torch.stack([w["ln_weight"], w["ln_bias"]], dim=2)  # (k, d, 2)
+        down_sum, beta_part = torch.bmm(w["down_weight"], gamma_beta).unbind(2)
+        return {
+            "down_weight": w["down_weight"] * w["ln_weight"].unsqueeze(1),
+            "down_bias": w["down_bias"] + beta_part,
+            "down_sum": down_sum,
+            "up_weight": w["up_weight"],
+            "up_bias": w["up_bias"],
+        }
+
+    def _normalised_down(self, hidden: torch.Tensor, projected: torch.Tensor, w: dict[str, torch.Tensor]):
+        """``projected`` (``hidden`` times the folded down weight) turned into the down projection of the layer-normed
+        ``hidden``: ``(projected - mu * down_sum) / sigma + down_bias``, per token."""
+        mean = hidden.mean(-1, keepdim=True, dtype=torch.float32)
+        if hidden.requires_grad:  # the norm's gradient is undefined at 0; the squares' is not
+            mean_square = hidden.float().square().mean(-1, keepdim=True)
+        else:  # one read of the activations, no write
+            mean_square = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square()
+            mean_square = mean_square / hidden.shape[-1]
+        inv_std = torch.rsqrt((mean_square - mean.square()).clamp_min(0) + LN_EPS).to(hidden.dtype)
+        down_sum, down_bias = w["down_sum"], w["down_bias"]
+        # one adapter per example: (batch, out) -> (batch, 1, out) against (batch, tokens, out)
+        if down_sum.dim() == 2:
+            down_sum, down_bias = down_sum.unsqueeze(1), down_bias.unsqueeze(1)
+        return torch.addcmul(down_bias, projected - mean.to(hidden.dtype) * down_sum, inv_std)
+
     def adapter(self, hidden: torch.Tensor, layer: int, position: str, routing: Routing) -> torch.Tensor:
         """``up(act(down(LN_task(h))))`` with generated weights, each example with its own task's weights.
 
@@ -175,26 +239,20 @@ class HyperNetwork(nn.Module):
         """
         task = routing.single
         if task is not None:
-            w = self._generate_one(task, layer, position)
+            w = {k: v.to(hidden.dtype) for k, v in self._folded_one(task, layer, position).items()}
             if self.conditional_layer_norm:
-                # under autocast the generated gamma/beta come out in the autocast dtype; layer_norm wants the input's
-                hidden = F.layer_norm(
-                    hidden, (self.hidden_size,), w["ln_weight"].to(hidden.dtype), w["ln_bias"].to(hidden.dtype)
-                )
-            down = F.linear(hidden, w["down_weight"], w["down_bias"])
+                down = self._normalised_down(hidden, F.linear(hidden, w["down_weight"]), w)
+            else:
+                down = F.linear(hidden, w["down_weight"], w["down_bias"])
             return F.linear(self.act(down), w["up_weight"], w["up_bias"])
-        # each example's embedding, then its weights: generators are cheap next to gathering generated weights
-        w = self._weights(self._embed(routing.unique, layer, position).index_select(0, routing.inverse))
+        # each example's projected embedding, then its weights: the generators are cheap next to the matmuls
+        w = self._fold(self._weights(self._projected(routing, layer, position)))
         w = {k: v.to(hidden.dtype) for k, v in w.items()}
-        down_weight, down_bias = w["down_weight"], w["down_bias"]
         if self.conditional_layer_norm:
-            # W (n * gamma + beta) + c = (W diag(gamma)) n + (W beta + c): the per-example layer-norm affine is folded
-            # into the down projection, so the activations are normalised once and never scaled
-            hidden = F.layer_norm(hidden, (self.hidden_size,))
-            down_bias = down_bias + torch.bmm(down_weight, w["ln_bias"].unsqueeze(2)).squeeze(2)
-            down_weight = down_weight * w["ln_weight"].unsqueeze(1)
-        down = self.act(per_example_linear(hidden, down_weight, down_bias))
-        return per_example_linear(down, w["up_weight"], w["up_bias"])
+            down = self._normalised_down(hidden, per_example_linear(hidden, w["down_weight"], None), w)
+        else:
+            down = per_example_linear(hidden, w["down_weight"], w["down_bias"])
+        return per_example_linear(self.act(down), w["up_weight"], w["up_bias"])
 
 
 def hypernetwork_parameter_count(
