@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .llm.embedded import EMBEDDED_LLMS
 from .modeling import EMBEDDED_MODELS, looks_like_path
 from .registry import get_method
 from .saving import AdapterMeta
@@ -100,7 +101,7 @@ def render_card(
         reference=spec.reference,
         base_model=meta.base_model,
         base_model_url=f"https://huggingface.co/{meta.base_model}" if base_on_hub else "",
-        base_embedded=meta.base_model in EMBEDDED_MODELS,
+        base_embedded=meta.base_model in EMBEDDED_MODELS or meta.base_model in EMBEDDED_LLMS,
         task=meta.task,
         task_description=training.get("task_description", ""),
         model_type=meta.model_type,
@@ -115,9 +116,12 @@ def render_card(
         base_parameters=f"{base:,}",
         trainable_percent=f"{100 * trainable / base:.2f}%" if base else "n/a",
         adapter_size_bytes=f"{size:,}",
-        labels=_labels(meta),
+        labels=_labels(meta) or ("none: free text, generated" if meta.kind == "causal-lm" else ""),
         label_names=list(meta.label_names),
         token=meta.kind == "token",
+        generation=meta.kind == "causal-lm",
+        messages=_example_messages(meta),
+        max_new_tokens=training.get("max_new_tokens", 16),
         heads=[dict(head) for head in meta.heads],
         adapter=adapter,
         adapter_is_repo=repo_id is not None,
@@ -125,7 +129,8 @@ def render_card(
         results=[
             {"task": task, "split": "test", "metric": METRIC_TYPES[k][1], "value": f"{v:.4f}"}
             for task, k, v in measured
-        ],
+        ]
+        + _baseline_rows(meta),
         hyperparameters=[(k, v) for k, v in training.items() if k not in _NOT_HYPERPARAMETERS],
         train_runtime=f"{training.get('train_runtime_s', 0):.0f} s ({training.get('global_steps', 0)} steps)",
         hardware=training.get("hardware", "unknown hardware"),
@@ -138,7 +143,7 @@ def is_hub_id(name: str) -> bool:
     """Whether a base model name is a Hub id (linked, and ``base_model`` metadata) rather than a local folder."""
     if not name:
         return False
-    if name in EMBEDDED_MODELS:
+    if name in EMBEDDED_MODELS or name in EMBEDDED_LLMS:
         return True
     if looks_like_path(name) or Path(name).expanduser().exists():
         return False
@@ -178,6 +183,27 @@ def _labels(meta: AdapterMeta) -> str:
     if meta.heads:
         return "; ".join(f"{h['name']}: " + ", ".join(f"`{n}`" for n in h["label_names"]) for h in meta.heads)
     return ", ".join(f"`{name}`" for name in meta.label_names)
+
+
+def _baseline_rows(meta: AdapterMeta) -> list[dict[str, str]]:
+    """An instruction-tuned adapter's zero-shot base model, measured in the same run: in the card's body only (the
+    model-index lists what this model scored)."""
+    return [
+        {"task": meta.task, "split": "test", "metric": f"{METRIC_TYPES[key][1]}, base model zero-shot",
+         "value": f"{meta.metrics[f'zero_shot_{key}']:.4f}"}
+        for key in ("accuracy", "perplexity")
+        if f"zero_shot_{key}" in meta.metrics
+    ]  # fmt: skip
+
+
+def _example_messages(meta: AdapterMeta) -> list[dict[str, str]]:
+    """The chat prompt a causal-lm card's usage code sends: the instruction the adapter was trained on for a
+    classification task, a free question otherwise."""
+    if meta.label_names:
+        from .data.instructions import render_prompt
+
+        return render_prompt(meta.task, meta.label_names, "What a lovely flight, thank you!")
+    return [{"role": "user", "content": "What can you help me with?"}]
 
 
 def _limitations(meta: AdapterMeta) -> str:

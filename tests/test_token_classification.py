@@ -212,7 +212,9 @@ def test_meta_kind_defaults_to_sequence_and_is_checked(tmp_path):
     (tmp_path / KIT_FILE).write_text(json.dumps(data))
     assert AdapterMeta.read(tmp_path).kind == "sequence"  # folders written before the key existed
     (tmp_path / KIT_FILE).write_text(json.dumps(data | {"kind": "span"}))
-    with pytest.raises(AdapterKitError, match=r"`kind`='span' is not valid: expected one of \['sequence', 'token'\]"):
+    with pytest.raises(
+        AdapterKitError, match=r"`kind`='span' is not valid: expected one of \['sequence', 'token', 'causal-lm'\]"
+    ):
         AdapterMeta.read(tmp_path)
 
 

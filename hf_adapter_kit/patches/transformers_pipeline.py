@@ -6,7 +6,7 @@ builds the model config from ``base_model_name_or_path`` (PEFT folders carry no 
 its Hub id. ``adapters`` folders it cannot load at all.
 
 What it changes: ``transformers.pipeline`` (and ``transformers.pipelines.pipeline``) becomes a wrapper that, for the
-text-classification and token-classification tasks and a ``model`` given as a string naming an adapter saved by
+text-classification, token-classification and text-generation tasks and a ``model`` given as a string naming an adapter saved by
 hf_adapter_kit (a local folder holding ``hf_adapter_kit.json``, or a Hub repo holding it) or as a kit
 ``MultiTaskModel``, returns ``hf_adapter_kit.pipeline(...)``: a standard transformers pipeline over the base model
 with the adapter attached (for a multi-task adapter, :mod:`hf_adapter_kit.pipelines`, which takes ``task_ids=``).
@@ -32,7 +32,7 @@ import transformers.pipelines
 
 
 WRITTEN_AGAINST = "4.57"
-TASKS = {None, "text-classification", "sentiment-analysis", "token-classification", "ner"}
+TASKS = {None, "text-classification", "sentiment-analysis", "token-classification", "ner", "text-generation"}
 _original = transformers.pipelines.pipeline
 
 
@@ -62,7 +62,7 @@ def pipeline(task: str | None = None, model: Any = None, *args: Any, **kwargs: A
     if task in TASKS and not args and _is_kit_model(model, kwargs.get("revision"), kwargs.get("token")):
         from ..inference import pipeline as kit_pipeline
 
-        return kit_pipeline(task or "text-classification", model=model, **kwargs)
+        return kit_pipeline(task, model=model, **kwargs)
     return _original(task, model, *args, **kwargs)
 
 
