@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import transformers
@@ -12,6 +16,7 @@ import hf_adapter_kit as kit
 from hf_adapter_kit import AdapterKitError, train
 from hf_adapter_kit.llm.generation import generate_answers
 from tests.test_card_usage import run_blocks
+from tests.test_hub import _fresh_process_env
 from tests.test_sft import PROMPT, QUICK
 
 
@@ -68,3 +73,33 @@ def test_the_card_is_written_for_generation_and_its_blocks_run(sft_runs, tmp_pat
     kit_out, library_out = run_blocks(text, tmp_path)
     generated = ast.literal_eval(kit_out)[0]["generated_text"]
     assert generated.strip().splitlines()[-1].strip() == library_out.strip()  # both greedy, the same answer
+
+
+def test_hub_round_trip_in_a_fresh_process(hub, sft_runs, tmp_path):
+    """Pushed through the real huggingface_hub client to the local Hub server, pulled by repo id in a fresh
+    process: the text-generation pipeline answers as the trained model did."""
+    result = sft_runs["peft"]
+    repo = "kit-tests/lora-sft"
+    sha = kit.push_to_hub(result.model, repo, token=hub.token)
+    assert hub.commits(repo)[-1] == sha
+    files = hub.files(repo)
+    assert "text-generation" in files["README.md"].decode() and "hf_adapter_kit.json" in files
+    expected = generate_answers(result.model, result.tokenizer, [PROMPT], max_new_tokens=5)[0]
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import hf_adapter_kit as kit
+        out = kit.pipeline(model=sys.argv[1])(json.loads(sys.argv[2]), max_new_tokens=5, do_sample=False,
+                                               return_full_text=False)
+        print("RESULT" + json.dumps(out[0]["generated_text"]))
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, repo, json.dumps(PROMPT)],
+        env=_fresh_process_env(hub, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.split("RESULT", 1)[1]).strip() == expected.strip()
