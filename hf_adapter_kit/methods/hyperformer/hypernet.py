@@ -14,7 +14,7 @@ depends on changes (in-place update, reload, move, cast) and on ``train()``:
 Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats, plus these caches.
 
 The conditional layer norm is folded into the down projection, so the activations are never normalised in a pass of
-their own: ``W (gamma * (h - mu) / sigma + beta) + c = ((W gamma) . h - mu (W gamma) 1) / sigma + (W beta + c)``,
+their own: ``W (gamma * (h - mu) / sigma + beta) + c = (W diag(gamma) h - mu W gamma) / sigma + (W beta + c)``,
 with ``mu`` and ``sigma`` the per-token mean and standard deviation (two reductions over ``h``).
 
 With ``init_weights`` ``"mam_adapter"`` / ``"lora"`` (the default) the up-projection generators start at zero, so
