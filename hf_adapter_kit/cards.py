@@ -17,8 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .llm.embedded import EMBEDDED_LLMS
-from .modeling import EMBEDDED_MODELS, looks_like_path
+from .modeling import PIPELINES, is_embedded, looks_like_path
 from .registry import get_method
 from .saving import AdapterMeta
 
@@ -35,8 +34,7 @@ METRIC_TYPES = {
     "token_accuracy": ("accuracy", "Token accuracy"),
     "perplexity": ("perplexity", "Perplexity"),
 }
-# AdapterMeta.kind -> Hub tag
-PIPELINE_TAGS = {"sequence": "text-classification", "token": "token-classification", "causal-lm": "text-generation"}
+PIPELINE_TAGS = {kind: tasks[0] for kind, tasks in PIPELINES.items()}  # AdapterMeta.kind -> Hub tag
 
 
 def template_path() -> str:
@@ -101,7 +99,7 @@ def render_card(
         reference=spec.reference,
         base_model=meta.base_model,
         base_model_url=f"https://huggingface.co/{meta.base_model}" if base_on_hub else "",
-        base_embedded=meta.base_model in EMBEDDED_MODELS or meta.base_model in EMBEDDED_LLMS,
+        base_embedded=is_embedded(meta.base_model),
         task=meta.task,
         task_description=training.get("task_description", ""),
         model_type=meta.model_type,
@@ -143,7 +141,7 @@ def is_hub_id(name: str) -> bool:
     """Whether a base model name is a Hub id (linked, and ``base_model`` metadata) rather than a local folder."""
     if not name:
         return False
-    if name in EMBEDDED_MODELS or name in EMBEDDED_LLMS:
+    if is_embedded(name):
         return True
     if looks_like_path(name) or Path(name).expanduser().exists():
         return False

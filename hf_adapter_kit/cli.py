@@ -97,11 +97,12 @@ def _tasks(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="hf-adapter-kit tasks", description="The embedded tasks.").parse_args(argv)
     from .data import list_tasks
     from .data.embedded import EMBEDDED_TASKS
+    from .modeling import PIPELINES
 
-    kinds = {"sequence": "text classification", "token": "token classification"}
     for name in list_tasks():
         spec = EMBEDDED_TASKS[name]
-        print(f"{name:20s} {kinds[spec.kind]:21s} {spec.description}")
+        kind = PIPELINES[spec.kind][0].replace("-", " ")  # "text classification", "token classification"
+        print(f"{name:20s} {kind:21s} {spec.description}")
 
 
 def _recipes(argv: list[str]) -> None:

@@ -11,20 +11,14 @@ import transformers
 from .backends import get_backend
 from .errors import choices, invalid
 from .hub import resolve_adapter
-from .modeling import load_tokenizer
+from .modeling import PIPELINES, load_tokenizer
 from .multitask import MultiTaskModel
 from .patches.transformers_pipeline import _original
-from .pipelines import TOKEN_PIPELINES, multitask_pipeline
+from .pipelines import multitask_pipeline
 from .saving import load_folder, meta_of
 
 
-# The pipelines an adapter serves, by its head (AdapterMeta.kind): labels per text, per token, or generated text.
-PIPELINES_BY_KIND = {
-    "sequence": ("text-classification", "sentiment-analysis"),
-    "token": TOKEN_PIPELINES,
-    "causal-lm": ("text-generation",),
-}
-SUPPORTED_PIPELINES = tuple(task for tasks in PIPELINES_BY_KIND.values() for task in tasks)
+SUPPORTED_PIPELINES = tuple(task for tasks in PIPELINES.values() for task in tasks)
 # transformers' own function, also once the kit's patch (patches/transformers_pipeline.py) has replaced it.
 _transformers_pipeline = _original
 
@@ -70,7 +64,7 @@ def pipeline(
     meta = meta_of(model)
     tokenizer = tokenizer or load_tokenizer(meta.base_model)
     base = get_backend(meta.backend).base_model(model)
-    serves = PIPELINES_BY_KIND[meta.kind]
+    serves = PIPELINES[meta.kind]  # by the adapter's head
     task = task or serves[0]  # unnamed: the adapter's own
     if task not in serves:
         raise invalid("task", task, f"one of {list(serves)}: the pipelines of this adapter's {meta.kind!r} head.")

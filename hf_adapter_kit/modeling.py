@@ -36,6 +36,19 @@ AUTO_CLASSES = {
     "token": AutoModelForTokenClassification,
     "causal-lm": AutoModelForCausalLM,
 }
+# The transformers pipelines that serve each kind; the first is the Hub's pipeline tag.
+PIPELINES = {
+    "sequence": ("text-classification", "sentiment-analysis"),
+    "token": ("token-classification", "ner"),
+    "causal-lm": ("text-generation",),
+}
+
+
+def is_embedded(model_name_or_path: str) -> bool:
+    """Whether the name is a Hub id whose weights the kit ships: :func:`resolve_model_path` finds them offline."""
+    from .llm.embedded import EMBEDDED_LLMS
+
+    return model_name_or_path in EMBEDDED_MODELS or model_name_or_path in EMBEDDED_LLMS
 
 
 def resolve_model_path(model_name_or_path: str) -> str:

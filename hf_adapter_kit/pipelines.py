@@ -22,10 +22,11 @@ import torch
 from transformers import TextClassificationPipeline, TokenClassificationPipeline
 
 from .errors import invalid
+from .modeling import PIPELINES
 from .multitask import MultiTaskModel, TaskModel
 
 
-TOKEN_PIPELINES = ("token-classification", "ner")  # transformers' task names for a token-classification pipeline
+TOKEN_PIPELINES = PIPELINES["token"]  # transformers' task names for a token-classification pipeline
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,11 @@ from typing import Any
 import transformers
 import transformers.pipelines
 
+from ..modeling import PIPELINES
+
 
 WRITTEN_AGAINST = "4.57"
-TASKS = {None, "text-classification", "sentiment-analysis", "token-classification", "ner", "text-generation"}
+TASKS = {None, *(task for tasks in PIPELINES.values() for task in tasks)}  # the pipelines kit adapters serve
 _original = transformers.pipelines.pipeline
 
 
