@@ -119,6 +119,7 @@ def render_card(
         token=meta.kind == "token",
         generation=meta.kind == "causal-lm",
         messages=_example_messages(meta),
+        task_id=meta.tasks[0]["name"] if meta.tasks else None,  # a multi-task adapter's usage code asks its first
         max_new_tokens=training.get("max_new_tokens", 16),
         heads=[dict(head) for head in meta.heads],
         adapter=adapter,
@@ -178,29 +179,35 @@ def write_card(
 
 
 def _labels(meta: AdapterMeta) -> str:
-    if meta.heads:
-        return "; ".join(f"{h['name']}: " + ", ".join(f"`{n}`" for n in h["label_names"]) for h in meta.heads)
+    if meta.heads or meta.tasks:
+        named = meta.heads or meta.tasks
+        return "; ".join(f"{h['name']}: " + ", ".join(f"`{n}`" for n in h["label_names"]) for h in named)
     return ", ".join(f"`{name}`" for name in meta.label_names)
 
 
 def _baseline_rows(meta: AdapterMeta) -> list[dict[str, str]]:
     """An instruction-tuned adapter's zero-shot base model, measured in the same run: in the card's body only (the
     model-index lists what this model scored)."""
+    per_task = meta.training.get("task_metrics") or {meta.task: meta.metrics}
     return [
-        {"task": meta.task, "split": "test", "metric": f"{METRIC_TYPES[key][1]}, base model zero-shot",
-         "value": f"{meta.metrics[f'zero_shot_{key}']:.4f}"}
+        {"task": task, "split": "test", "metric": f"{METRIC_TYPES[key][1]}, base model zero-shot",
+         "value": f"{metrics[f'zero_shot_{key}']:.4f}"}
+        for task, metrics in per_task.items()
         for key in ("accuracy", "perplexity")
-        if f"zero_shot_{key}" in meta.metrics
+        if f"zero_shot_{key}" in metrics
     ]  # fmt: skip
 
 
 def _example_messages(meta: AdapterMeta) -> list[dict[str, str]]:
     """The chat prompt a causal-lm card's usage code sends: the instruction the adapter was trained on for a
     classification task, a free question otherwise."""
-    if meta.label_names:
+    task, labels = (
+        (meta.tasks[0]["name"], meta.tasks[0]["label_names"]) if meta.tasks else (meta.task, meta.label_names)
+    )
+    if labels:
         from .data.instructions import render_prompt
 
-        return render_prompt(meta.task, meta.label_names, "What a lovely flight, thank you!")
+        return render_prompt(task, labels, "What a lovely flight, thank you!")
     return [{"role": "user", "content": "What can you help me with?"}]
 
 

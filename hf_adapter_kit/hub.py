@@ -87,15 +87,23 @@ def from_pretrained(
     dtype: torch.dtype | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    merge: bool = False,
 ) -> torch.nn.Module:
     """The base model with the adapter and its head attached and active, in eval mode, ready to predict.
 
     ``repo_id_or_path`` is a local folder or a Hub repo id (``revision``: branch, tag or commit). Folders written by
     plain ``adapters`` or PEFT load too. ``base_model`` overrides the base the adapter names (checked to match).
+    ``merge=True`` (LoRA only): the adapter folded into the base weights, a plain transformers model that serves as
+    fast as the base model (PEFT's ``merge_and_unload``).
     """
     directory = resolve_adapter(repo_id_or_path, revision=revision, token=token, allow_pickle=allow_pickle)
     return load_folder(
-        directory, base_model=base_model, dtype=dtype, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
+        directory,
+        base_model=base_model,
+        dtype=dtype,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        merge=merge,
     )
 
 

@@ -14,8 +14,8 @@ from .hub import resolve_adapter
 from .modeling import PIPELINES, load_tokenizer
 from .multitask import MultiTaskModel
 from .patches.transformers_pipeline import _original
-from .pipelines import multitask_pipeline
-from .saving import load_folder, meta_of
+from .pipelines import TaskTextGenerationPipeline, multitask_pipeline
+from .saving import check_mergeable, folder_meta, load_folder, merge_adapter, meta_of
 
 
 SUPPORTED_PIPELINES = tuple(task for tasks in PIPELINES.values() for task in tasks)
@@ -29,6 +29,7 @@ def pipeline(
     tokenizer: Any = None,
     *,
     task_ids: Any = None,
+    merge: bool = False,
     revision: str | None = None,
     token: str | None = None,
     **kwargs: Any,
@@ -40,7 +41,8 @@ def pipeline(
     is served by :mod:`hf_adapter_kit.pipelines`: ``task_ids`` picks the task for the pipeline (text
     classification also takes it per call and per input), and pipelines built on one loaded model share it. An
     adapter trained with ``task_type="causal-lm"`` is served by ``"text-generation"`` (chat messages or text in,
-    generation with the KV cache).
+    generation with the KV cache). ``merge=True`` (a LoRA adapter's folder or repo id): LoRA folded into the base
+    weights, which then serve at the base model's speed.
     ``task`` unset: the adapter's own (text classification, token classification or text generation).
     ``kwargs`` go to ``transformers.pipeline`` (``device``, ``top_k``, ``aggregation_strategy``, ``batch_size``...).
     """
@@ -52,20 +54,35 @@ def pipeline(
             None,
             "an adapter folder, a Hub repo id, or a model from hf_adapter_kit.from_pretrained or train(...).model.",
         )
+    if not isinstance(merge, bool):
+        raise invalid("merge", merge, "True or False.")
+    if merge and not isinstance(model, str | os.PathLike):
+        raise invalid(
+            "merge",
+            merge,
+            "False when `model` is a loaded model (merging changes its weights in place); give the adapter's folder "
+            "or repo id, or load it with hf_adapter_kit.from_pretrained(..., merge=True) and use transformers.pipeline.",
+        )
     if isinstance(model, str | os.PathLike):
-        model = load_folder(resolve_adapter(model, revision=revision, token=token, argument="model"))
+        directory = resolve_adapter(model, revision=revision, token=token, argument="model")
+        if merge:  # checked before the model loads
+            check_mergeable(folder_meta(directory))
+        model = load_folder(directory)
     if isinstance(model, MultiTaskModel):
         meta = getattr(model, "hf_adapter_kit_meta", None)
         tokenizer = tokenizer or load_tokenizer(meta.base_model if meta else model.config._name_or_path)
         task = task or "text-classification"
         return multitask_pipeline(task, model.eval(), tokenizer, task_ids, _transformers_pipeline, **kwargs)
-    if task_ids is not None:
-        raise invalid("task_ids", task_ids, "nothing: only a multi-task adapter's pipelines take task_ids.")
     meta = meta_of(model)
+    if task_ids is not None and not meta.tasks:
+        raise invalid("task_ids", task_ids, "nothing: only a multi-task adapter's pipelines take task_ids.")
     tokenizer = tokenizer or load_tokenizer(meta.base_model)
-    base = get_backend(meta.backend).base_model(model)
     serves = PIPELINES[meta.kind]  # by the adapter's head
     task = task or serves[0]  # unnamed: the adapter's own
     if task not in serves:
         raise invalid("task", task, f"one of {list(serves)}: the pipelines of this adapter's {meta.kind!r} head.")
+    base = merge_adapter(model) if merge else get_backend(meta.backend).base_model(model)
+    if meta.tasks:  # a multi-task instruction-tuned adapter
+        tasks = [t["name"] for t in meta.tasks]
+        kwargs.update(pipeline_class=TaskTextGenerationPipeline, tasks=tasks, task_ids=task_ids)
     return _transformers_pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)

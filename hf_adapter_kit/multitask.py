@@ -99,6 +99,24 @@ class MultiTaskModel(nn.Module):
     def can_generate(self) -> bool:
         return False
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        from .training.checkpointing import pretrained_inside
+
+        return bool(getattr(pretrained_inside(self), "is_gradient_checkpointing", False))
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
+        """Checkpoint the encoder's blocks; the adapters train and every task routes as without (see
+        :mod:`hf_adapter_kit.training.checkpointing`)."""
+        from .training.checkpointing import enable
+
+        enable(self, gradient_checkpointing_kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        from .training.checkpointing import pretrained_inside
+
+        pretrained_inside(self).gradient_checkpointing_disable()
+
     def labels_of(self, task: str) -> tuple[str, ...]:
         """The label names of ``task``'s head (``LABEL_i`` for a head built without names)."""
         return self.specs[task].labels

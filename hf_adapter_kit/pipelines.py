@@ -7,6 +7,9 @@
   (``top_k``, ``function_to_apply``), computed over the task's own labels.
 - Token classification: transformers' ``TokenClassificationPipeline`` (its ``aggregation_strategy`` and all) over
   :meth:`MultiTaskModel.task_model`, one task per pipeline.
+- Text generation with a multi-task instruction-tuned adapter (``task_type="causal-lm"``, ``tasks=[...]``):
+  :class:`TaskTextGenerationPipeline`, transformers' ``TextGenerationPipeline`` whose generation runs in the kit's
+  task context; the task is picked when the pipeline is built or per call (one task per call).
 
 Pipelines built on the same model share it: nothing is copied or reloaded, and a task added to a Hyperformer++
 model (:meth:`MultiTaskModel.add_task`) is served by the text pipelines already built.
@@ -19,9 +22,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from transformers import TextClassificationPipeline, TokenClassificationPipeline
+from transformers import TextClassificationPipeline, TextGenerationPipeline, TokenClassificationPipeline
 
 from .errors import invalid
+from .methods.common.routing import task_context
 from .modeling import PIPELINES
 from .multitask import MultiTaskModel, TaskModel
 
@@ -112,6 +116,43 @@ class TaskTokenClassificationPipeline(TokenClassificationPipeline):
             raise invalid("model", type(self.model).__name__, "a token task of a MultiTaskModel (task_model(name)).")
 
 
+class TaskTextGenerationPipeline(TextGenerationPipeline):
+    """``TextGenerationPipeline`` over a causal LM with a multi-task adapter: ``task_ids`` (a task name or its index)
+    when the pipeline is built or per call; each generation runs in :func:`task_context` for that task, which the
+    adapter's layers read at every decoding step (the KV cache and all of ``generate`` as usual)."""
+
+    def __init__(self, *args, tasks: list[str], task_ids: Any = None, **kwargs):
+        self.tasks = list(tasks)
+        self.task_ids = None if task_ids is None else self._task(task_ids)
+        super().__init__(*args, **kwargs)
+
+    def _task(self, task_ids: Any) -> int:
+        if isinstance(task_ids, str) and task_ids in self.tasks:
+            return self.tasks.index(task_ids)
+        if isinstance(task_ids, int) and not isinstance(task_ids, bool) and 0 <= task_ids < len(self.tasks):
+            return task_ids
+        raise invalid(
+            "task_ids",
+            task_ids,
+            f"one task per call, a name or an index of {self.tasks} (for inputs of several tasks, one call per task).",
+        )
+
+    def __call__(self, text_inputs, **kwargs):
+        if kwargs.get("task_ids") is None and self.task_ids is None and len(self.tasks) > 1:
+            raise invalid("task_ids", None, f"a task for this call or for the pipeline: one of {self.tasks}.")
+        return super().__call__(text_inputs, **kwargs)
+
+    def _sanitize_parameters(self, task_ids=None, **kwargs):
+        preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
+        if task_ids is not None:
+            forward["task_ids"] = self._task(task_ids)
+        return preprocess, forward, postprocess
+
+    def _forward(self, model_inputs, task_ids=None, **generate_kwargs):
+        with task_context(task_ids if task_ids is not None else self.task_ids):
+            return super()._forward(model_inputs, **generate_kwargs)
+
+
 def multitask_pipeline(task: str, model: MultiTaskModel, tokenizer, task_ids: Any, make, **kwargs):
     """The pipeline for ``task`` over ``model``; ``make`` is transformers' ``pipeline`` function."""
     if task in TOKEN_PIPELINES:
@@ -130,4 +171,9 @@ def multitask_pipeline(task: str, model: MultiTaskModel, tokenizer, task_ids: An
     )
 
 
-__all__ = ["MultiTaskTextClassificationPipeline", "TaskTokenClassificationPipeline", "multitask_pipeline"]
+__all__ = [
+    "MultiTaskTextClassificationPipeline",
+    "TaskTextGenerationPipeline",
+    "TaskTokenClassificationPipeline",
+    "multitask_pipeline",
+]

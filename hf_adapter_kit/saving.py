@@ -55,6 +55,8 @@ class AdapterMeta:
     training: dict[str, Any] = field(default_factory=dict)
     # multi-task models: [{name, kind, label_names}] in the adapter's task order (task ids are positions in it)
     heads: list[dict[str, Any]] = field(default_factory=list)
+    # multi-task instruction-tuned adapters (kind "causal-lm"): [{name, label_names}] in the adapter's task order
+    tasks: list[dict[str, Any]] = field(default_factory=list)
     kit_version: str = __version__
     # single-task models: "sequence" (one label per input, AutoModelForSequenceClassification) or "token" (one label
     # per token, AutoModelForTokenClassification). Folders written before this key existed are "sequence".
@@ -102,6 +104,30 @@ class AdapterMeta:
 def attach_meta(model: torch.nn.Module, meta: AdapterMeta) -> None:
     """Remember on the model which method/backend/adapter it carries (used by save_adapter and remove_adapter)."""
     model.hf_adapter_kit_meta = meta
+
+
+MERGEABLE = ("lora",)  # a linear update of the base weights; the bottleneck methods have a non-linearity
+
+
+def check_mergeable(meta: AdapterMeta) -> None:
+    if meta.method not in MERGEABLE:
+        raise invalid(
+            "merge",
+            True,
+            f"False for a {meta.method!r} adapter: only LoRA ('lora') is a linear update that folds into the base "
+            "model's weights; the bottleneck, parallel and Hyperformer++ adapters have a non-linearity.",
+        )
+
+
+def merge_adapter(model: torch.nn.Module) -> PreTrainedModel:
+    """The model's LoRA folded into its base weights: a plain transformers model (PEFT's ``merge_and_unload``;
+    ``adapters``' ``merge_adapter``), as fast as the base model, which no longer carries a kit adapter. Changes
+    ``model`` in place; save the adapter before, from the unmerged model."""
+    meta = meta_of(model)
+    check_mergeable(meta)
+    merged = get_backend(meta.backend).merge(model, meta.adapter_name)
+    merged.__dict__.pop("hf_adapter_kit_meta", None)
+    return merged.eval()
 
 
 def meta_of(model: torch.nn.Module) -> AdapterMeta:
@@ -196,20 +222,9 @@ def folder_size(directory: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
 
 
-def load_folder(
-    directory: str | os.PathLike,
-    *,
-    base_model: str | None = None,
-    dtype: torch.dtype | None = None,
-    allow_pickle: bool = False,
-    trust_remote_code: bool = False,
-) -> torch.nn.Module:
-    """Load the base model an adapter folder names (or ``base_model``), attach adapter and head; active, in eval.
-
-    Weights are read from safetensors only; ``allow_pickle=True`` also accepts pickled weights, read with
-    ``torch.load(weights_only=True)``. No model code from the Hub runs unless ``trust_remote_code=True``.
-    """
-    directory = Path(directory)
+def folder_meta(directory: Path) -> AdapterMeta:
+    """What an adapter folder holds: its ``hf_adapter_kit.json``, or for a folder written by plain ``adapters`` or
+    PEFT what its config says (``interop.infer_meta``)."""
     recover(directory)
     if not directory.is_dir():
         raise AdapterKitError(f"`path`={str(directory)!r} is not a folder: give a folder written by hf_adapter_kit.")
@@ -220,11 +235,33 @@ def load_folder(
             f"holds is {str(inner)!r}."
         )
     if (directory / KIT_FILE).is_file():
-        meta = AdapterMeta.read(directory)
-    else:
-        from .interop import infer_meta  # a folder written by plain adapters or PEFT
+        return AdapterMeta.read(directory)
+    from .interop import infer_meta  # a folder written by plain adapters or PEFT
 
-        meta = infer_meta(directory)
+    return infer_meta(directory)
+
+
+def load_folder(
+    directory: str | os.PathLike,
+    *,
+    base_model: str | None = None,
+    dtype: torch.dtype | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    merge: bool = False,
+) -> torch.nn.Module:
+    """Load the base model an adapter folder names (or ``base_model``), attach adapter and head; active, in eval.
+    ``merge=True`` (LoRA): the adapter folded into the weights, a plain transformers model (:func:`merge_adapter`).
+
+    Weights are read from safetensors only; ``allow_pickle=True`` also accepts pickled weights, read with
+    ``torch.load(weights_only=True)``. No model code from the Hub runs unless ``trust_remote_code=True``.
+    """
+    directory = Path(directory)
+    meta = folder_meta(directory)
+    if not isinstance(merge, bool):
+        raise invalid("merge", merge, "True or False.")
+    if merge:
+        check_mergeable(meta)
     base_id = base_model or meta.base_model
     if meta.heads:
         return _load_multitask(directory, meta, base_id, dtype, trust_remote_code)
@@ -235,7 +272,7 @@ def load_folder(
     except (RuntimeError, KeyError, OSError) as err:  # shapes or names that do not fit this base model
         raise AdapterKitError(f"The adapter in {directory} does not fit the base model {base_id!r}: {err}") from err
     attach_meta(model, meta)
-    return model
+    return merge_adapter(model) if merge else model
 
 
 def _load_multitask(directory: Path, meta: AdapterMeta, base_id: str, dtype, trust_remote_code: bool):

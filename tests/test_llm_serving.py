@@ -17,21 +17,19 @@ from hf_adapter_kit import AdapterKitError, train
 from hf_adapter_kit.llm.generation import generate_answers
 from tests.test_card_usage import run_blocks
 from tests.test_hub import _fresh_process_env
-from tests.test_sft import PROMPT, QUICK
+from tests.test_sft import PROMPT, QUICK, toy_instructions
 
 
 @pytest.fixture(scope="module")
 def sft_runs(tiny_llm_dir, tmp_path_factory):
     """A LoRA (PEFT) and a Pfeiffer (adapters) adapter, each trained 3 steps on toy instruction data."""
     folder = tmp_path_factory.mktemp("sft-serving")
-    rows = [("what a great flight", "positive"), ("lost my bag again", "negative")] * 8
-    path = folder / "train.jsonl"
-    path.write_text("".join(f'{{"prompt": "{t}", "completion": "{c}"}}\n' for t, c in rows))
+    path = toy_instructions(folder)
     runs = {}
     for method, backend in (("lora", "peft"), ("pfeiffer", "adapters")):
         runs[backend] = train(
             method, "toy", str(folder / backend), backend=backend, task_type="causal-lm",
-            model_name_or_path=tiny_llm_dir, train_file=str(path), **QUICK,
+            model_name_or_path=tiny_llm_dir, train_file=path, **QUICK,
         )  # fmt: skip
     return runs
 
@@ -70,6 +68,8 @@ def test_the_card_is_written_for_generation_and_its_blocks_run(sft_runs, tmp_pat
     assert {m["type"] for r in results for m in r["metrics"]} == {"accuracy", "perplexity"}  # not the base's
     assert "| Accuracy, base model zero-shot |" in text and "| Perplexity, base model zero-shot |" in text
     assert "kit.pipeline('text-generation'" in text and "AutoModelForCausalLM.from_pretrained(base)" in text
+    # plain adapters 1.3.0 generates right only without the KV cache (adapters issue #824): the library block says so
+    assert ("use_cache=False" in text) == (backend == "adapters")
     kit_out, library_out = run_blocks(text, tmp_path)
     generated = ast.literal_eval(kit_out)[0]["generated_text"]
     assert generated.strip().splitlines()[-1].strip() == library_out.strip()  # both greedy, the same answer

@@ -6,6 +6,7 @@ import inspect
 
 import adapters
 import peft
+import pytest
 from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP, AdapterConfig
 from adapters.context import ForwardContext
 from adapters.loading import AdapterLoader
@@ -159,6 +160,7 @@ def test_trainer_private_overrides_match_transformers():
         "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],
         "_load_best_model": ["self"],
         "_get_train_sampler": ["self", "train_dataset"],
+        "_set_signature_columns_if_needed": ["self"],
     }
     assert set(expected) == set(trainer.PRIVATE_OVERRIDES)
     for name, params in expected.items():
@@ -169,3 +171,56 @@ def test_trainer_private_overrides_match_transformers():
     loop = inspect.getsource(Trainer._inner_training_loop) + inspect.getsource(Trainer.train)
     assert "self._load_from_checkpoint(" in loop and "self._load_best_model()" in loop
     assert "sampler_fn=self._get_train_sampler" in inspect.getsource(Trainer.get_train_dataloader)
+    remove = inspect.getsource(Trainer._remove_unused_columns)  # the columns it keeps are read after the call
+    assert "self._set_signature_columns_if_needed()" in remove and "self._signature_columns" in remove
+
+
+def test_adapters_decoders_still_take_the_cache_by_its_old_name():
+    """Patch 9 is needed as long as adapters' decoder classes take ``past_key_value`` where transformers' own take
+    (and pass) ``past_key_values``; when adapters renames it, this fails: remove the patch."""
+    import transformers
+
+    for cls in adapters_methods.cache_keyword_classes():
+        assert cls.forward.__kit_patched__, cls
+        ours = inspect.signature(cls.forward).parameters  # the original's, through functools.wraps
+        parent = next(
+            b for b in cls.__mro__[1:] if b.__module__.startswith("transformers") and "forward" in b.__dict__
+        )
+        theirs = inspect.signature(parent.forward).parameters
+        assert "past_key_value" in ours and "past_key_values" not in ours, cls
+        assert "past_key_values" in theirs and "past_key_value" not in theirs, (cls, transformers.__version__)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "gpt2"])
+def test_adapters_decoders_generate_with_the_cache_as_without(arch):
+    """With the cache on (``generate``'s default), every step must see the tokens before it: greedy generation equals
+    generation without the cache and the argmax of full forward passes, with an ``adapters`` bottleneck active."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sizes = dict(vocab_size=120, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64)
+    sizes["num_hidden_layers"] = 2
+    if arch == "gpt2":
+        sizes = dict(vocab_size=120, n_embd=32, n_head=4, n_layer=2, n_positions=64, initializer_range=0.3)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch, **sizes))
+    adapters.init(model)
+    model.add_adapter("x", config="seq_bn")
+    model.set_active_adapters("x")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".x." in name:
+                p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    with torch.no_grad():  # the cache holds every token it has seen
+        assert model(input_ids=ids, use_cache=True).past_key_values.get_seq_length() == ids.shape[1]
+    settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    cached = model.generate(input_ids=ids, use_cache=True, **settings)
+    sequence = ids
+    with torch.no_grad():
+        for _ in range(8):
+            sequence = torch.cat([sequence, model(input_ids=sequence).logits[:, -1:].argmax(-1)], dim=1)
+    assert len(set(sequence[0, 6:].tolist())) > 2  # not one token repeated, which any context would give
+    assert torch.equal(cached, sequence)
+    assert torch.equal(model.generate(input_ids=ids, use_cache=False, **settings), sequence)

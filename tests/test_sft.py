@@ -34,6 +34,13 @@ def write_jsonl(path, rows) -> str:
     return str(path)
 
 
+def toy_instructions(folder) -> str:
+    """Sixteen prompt/completion rows of two tweets and their polarity, as TRL's jsonl."""
+    rows = [{"prompt": "what a great flight", "completion": "positive"},
+            {"prompt": "lost my bag again", "completion": "negative"}] * 8  # fmt: skip
+    return write_jsonl(folder / "train.jsonl", rows)
+
+
 @pytest.fixture(scope="module")
 def tokenizer(tiny_llm_dir):
     return AutoTokenizer.from_pretrained(tiny_llm_dir)
@@ -228,7 +235,7 @@ def test_generation_accuracy_on_a_hand_made_case(tiny_llm_dir, tokenizer):
         ),
         ({"method": "head"}, r"`method`='head' is not valid: with task_type='causal-lm' one of \[.*'lora'"),
         ({"model_name_or_path": "BERT"}, r"`model_name_or_path`=.* has a chat template"),
-        ({"tasks": ["tweets-polarity", "tweets-3way"]}, r"`tasks`=\['tweets-polarity', 'tweets-3way'\] is not valid"),
+        ({"tasks": ["tweets-polarity", "tweets-3way"]}, r"`method`='lora' is not valid: a multi-task method for `tas"),
         ({"metric_for_best_model": "accuracy"}, r"`metric_for_best_model`='accuracy' is not valid: 'loss'"),
         ({"max_new_tokens": 0}, r"`max_new_tokens`=0 is not valid: expected an integer >= 1"),
         ({"task": "tweets-ner"}, r"`task`='tweets-ner' is not valid: .*token classification"),

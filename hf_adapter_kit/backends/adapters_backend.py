@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import adapters
+import torch
 from transformers import PreTrainedModel
 
 from ..logs import quiet_adapter_activation
@@ -35,7 +36,7 @@ class AdaptersBackend(Backend):
             model.add_adapter(adapter_name, config=config)
             model.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
         set_trainable(model, _trained_heads(model))
-        return model
+        return _in_base_dtype(model, adapter_name)
 
     def save(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
         model.save_adapter(str(directory), adapter_name, with_head=bool(_trained_heads(model)), use_safetensors=True)
@@ -51,16 +52,36 @@ class AdaptersBackend(Backend):
         safe = weights.suffix == ".safetensors"
         with quiet_adapter_activation():
             model.load_adapter(str(directory), load_as=adapter_name, set_active=True, use_safetensors=safe)
-        return model.eval()
+        return _in_base_dtype(model, adapter_name).eval()
 
     def load_weights(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
         heads = [weight_file(directory, HEAD_WEIGHTS)] if _trained_heads(model) else []
         load_into(model, weight_file(directory, WEIGHTS), *heads)
 
+    def merge(self, model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
+        """``adapters``' ``merge_adapter``: the LoRA update added to the base weights; the merged LoRA modules stay
+        registered but compute nothing (``adapters`` 1.3.0 cannot delete a merged LoRA adapter: ``KeyError``)."""
+        model.merge_adapter(adapter_name)
+        return model
+
     def remove(self, model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
         model.set_active_adapters(None)
         model.delete_adapter(adapter_name)
         return model
+
+
+KIT_ARCHITECTURES = ("hf_adapter_kit.parallel", "hf_adapter_kit.hyperformer")
+
+
+def _in_base_dtype(model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
+    """On a half-precision base (``torch_dtype``), ``adapters``' own modules (bottleneck, LoRA, ...) compute in their
+    weights' dtype, which ``add_adapter`` makes float32: they would fail on half-precision hidden states. They are
+    cast to the base's dtype with the library's ``adapter_to``, as its own half-precision examples do. The kit's
+    methods keep float32 weights and cast their outputs (``methods/common/weights.py``)."""
+    config = model.adapters_config.get(adapter_name) or {}
+    if model.dtype in (torch.float16, torch.bfloat16) and config.get("architecture") not in KIT_ARCHITECTURES:
+        model.adapter_to(adapter_name, dtype=model.dtype)
+    return model
 
 
 def _trained_heads(model: PreTrainedModel) -> list[str]:

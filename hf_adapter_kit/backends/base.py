@@ -10,7 +10,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
-from ..errors import AdapterKitError
+from ..errors import AdapterKitError, invalid
 
 
 class Backend:
@@ -46,6 +46,10 @@ class Backend:
     def base_model(self, model: torch.nn.Module) -> PreTrainedModel:
         """The transformers model underneath any wrapper."""
         return model
+
+    def merge(self, model: torch.nn.Module, adapter_name: str) -> PreTrainedModel:
+        """The adapter folded into the base model's weights (LoRA only; ``saving.merge_adapter`` checks first)."""
+        raise invalid("merge", True, f"False: the {self.name} backend has no adapter weights to merge.")
 
 
 # The pickled file each library writes when safetensors is off, by the safetensors name the kit expects.

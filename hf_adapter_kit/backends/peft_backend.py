@@ -61,6 +61,10 @@ class PeftBackend(Backend):
     def base_model(self, model: peft.PeftModel) -> PreTrainedModel:
         return model.get_base_model()
 
+    def merge(self, model: peft.PeftModel, adapter_name: str) -> PreTrainedModel:
+        """PEFT's ``merge_and_unload``: the base model, its weights updated, the LoRA layers gone."""
+        return model.merge_and_unload()
+
 
 def _dedupe_modules_to_save(model: peft.PeftModel) -> peft.PeftModel:
     """PEFT 0.21 appends its default head names to ``modules_to_save`` on every attach and every load, so the list

@@ -29,6 +29,13 @@ Written against adapters 1.3.0. Each registry ``AdaptersMethod`` row is connecte
    of the whole batch. The wrapper notes the rows it hands out (start, stop, whole batch) on the ``ForwardContext``,
    where the kit's modules find which examples, and so which tasks, they are computing.
 
+9. The attention and decoder-layer classes of ``adapters`` 1.3.0 for Llama and Mistral (``CACHE_KEYWORD``) take
+   the KV cache as ``past_key_value``, which transformers 4.56 renamed ``past_key_values`` in the keyword calls it
+   makes (adapters issue #824). The cache arrives in ``**kwargs`` and is ignored: it is never filled, and
+   every decoding step of ``generate`` attends to its own token only. Generation with the cache on (the default)
+   writes garbage after the first token, with or without an adapter, while training and the first token look right.
+   The wrapper hands ``past_key_values`` on as ``past_key_value``.
+
 ``tests/test_patches_methods.py`` fails when the installed adapters is not 1.3.x or these entry points change shape.
 """
 
@@ -176,10 +183,36 @@ def _wrap(owner, attribute: str, wrapper) -> None:
     setattr(owner, attribute, patched)
 
 
+CACHE_KEYWORD = {  # module -> classes whose forward takes past_key_value where transformers passes past_key_values
+    "adapters.models.llama.modeling_llama": ("LlamaAttentionWithAdapters", "LlamaDecoderLayerWithAdapters"),
+    "adapters.models.mistral.modeling_mistral": ("MistralAttentionWithAdapters", "MistralDecoderLayerWithAdapters"),
+}
+
+
+def _pass_cache_on(forward):
+    @functools.wraps(forward)
+    def patched(self, *args, past_key_values=None, **kwargs):
+        if past_key_values is not None and kwargs.get("past_key_value") is None:
+            kwargs["past_key_value"] = past_key_values
+        return forward(self, *args, **kwargs)
+
+    return patched
+
+
+def cache_keyword_classes() -> list[type]:
+    import importlib
+
+    return [
+        getattr(importlib.import_module(module), name) for module, names in CACHE_KEYWORD.items() for name in names
+    ]
+
+
 def apply() -> None:
     """Install the wrappers once (idempotent)."""
     if getattr(BottleneckLayer.add_adapter, "__kit_patched__", False):
         return
+    for cls in cache_keyword_classes():
+        _wrap(cls, "forward", _pass_cache_on(cls.forward))
     adapter_config.AdapterConfig._get_config_class = staticmethod(_get_config_class)
     for owner, attribute, wrapper in (
         (BottleneckLayer, "add_adapter", _add_adapter),

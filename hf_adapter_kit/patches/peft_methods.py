@@ -11,7 +11,8 @@ Written against peft 0.21.2. What it changes, and why:
 2. ``forward`` and ``generate`` of ``PeftModel`` and its task classes take ``task_ids=``; PEFT hands them to the base
    model only for its POLY method and drops them otherwise. For an active kit adapter the wrapper below sets them
    as the call's task context (:func:`hf_adapter_kit.methods.common.routing.task_context`; in ``generate`` ids per
-   prompt also cover its beams) instead; for every other adapter the call is passed on unchanged.
+   prompt also cover its beams) instead; a call without them keeps the context it runs in; for every other adapter
+   the call is passed on unchanged.
 
 ``tests/test_patches_methods.py`` fails when the installed PEFT is not 0.21.x or these entry points change shape.
 """
@@ -58,7 +59,8 @@ def _add_enum_member(enum_cls, name: str) -> None:
 def _route_task_ids(method, expand: bool):
     @functools.wraps(method)
     def patched(self, *args, task_ids=None, **kwargs):
-        if getattr(self.active_peft_config, "peft_type", None) in KIT_TYPES:
+        # a call without task_ids keeps the task context around it (hf_adapter_kit.task_context)
+        if task_ids is not None and getattr(self.active_peft_config, "peft_type", None) in KIT_TYPES:
             with task_context(task_ids, expand=expand):
                 return method(self, *args, **kwargs)
         if task_ids is not None:

@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 import torch
 from transformers import TrainingArguments
 
-from ..errors import AdapterKitError, invalid
+from ..errors import AdapterKitError, choices, invalid
 from ..modeling import DEFAULT_MODEL
 
 
@@ -31,6 +31,7 @@ def smoke() -> bool:
 # task_type: None trains a classifier (one label per text, or per word for token tasks); "causal-lm" (PEFT's
 # TaskType.CAUSAL_LM, also accepted as "CAUSAL_LM") instruction-tunes a decoder LLM (training/sft.py, docs/llm.md).
 TASK_TYPES = {"causal-lm": "causal-lm", "CAUSAL_LM": "causal-lm"}
+TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
 
 
 def default_model(task_type: str | None) -> str:
@@ -69,7 +70,23 @@ class ModelArguments:
         },
     )
 
+    torch_dtype: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={
+            "help": "Load the base model's weights in this dtype: 'bfloat16', 'float16', 'float32' or 'auto' (the "
+            "checkpoint's); unset: float32. Adapter weights stay float32 on a half-precision base (PEFT's "
+            "autocast_adapter_dtype) and their outputs are cast to the base's dtype."
+        },
+    )
+
+    @property
+    def dtype(self) -> torch.dtype | str | None:
+        """What ``from_pretrained(dtype=...)`` takes for ``torch_dtype``."""
+        return TORCH_DTYPES[self.torch_dtype] if self.torch_dtype is not None else None
+
     def __post_init__(self):
+        if self.torch_dtype is not None and self.torch_dtype not in TORCH_DTYPES:
+            raise choices("torch_dtype", self.torch_dtype, list(TORCH_DTYPES))
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
             raise AdapterKitError(f"`max_length`={self.max_length!r} is not valid: expected an integer >= 8.")
         if self.task_type is not None:

@@ -202,7 +202,7 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
             splits[split] = data.add_column("task_ids", [index] * data.num_rows)
     set_seed(training_args.seed)
     path = resolve_model_path(model_args.model_name_or_path)
-    encoder = AutoModel.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+    encoder = AutoModel.from_pretrained(path, dtype=model_args.dtype, trust_remote_code=model_args.trust_remote_code)
     base_parameters = sum(p.numel() for p in encoder.parameters())
     heads = [{"name": t.name, "kind": t.kind, "label_names": list(t.label_names)} for t in tasks]
     args = (model_args, data_args, method_args, training_args)

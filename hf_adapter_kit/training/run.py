@@ -98,7 +98,11 @@ def run_training(
     encoded = tokenize_task(task, tokenizer, model_args.max_length)
     set_seed(training_args.seed)
     base = load_base_model(
-        model_args.model_name_or_path, task.label_names, kind=task.kind, trust_remote_code=model_args.trust_remote_code
+        model_args.model_name_or_path,
+        task.label_names,
+        kind=task.kind,
+        dtype=model_args.dtype,
+        trust_remote_code=model_args.trust_remote_code,
     )
     base_parameters = sum(p.numel() for p in base.parameters())
     args = (model_args, data_args, method_args, training_args)

@@ -7,6 +7,11 @@ trained by the same ``KitTrainer`` (the best checkpoint picked by validation los
 way (``llm/generation.py``: accuracy of greedy generations, perplexity of the completions); the adapter saved with
 ``kind="causal-lm"``, which ``from_pretrained`` rebuilds with ``AutoModelForCausalLM``.
 
+With ``tasks=[...]`` and a multi-task method (Hyperformer++, parallel), one adapter learns several instruction tasks:
+every example carries its ``task_ids``, batches come one task at a time with temperature sampling
+(:class:`MultiTaskSFTTrainer`), and each task is measured on its own test split, the adapter routed to it through
+:func:`~hf_adapter_kit.methods.common.routing.task_context`.
+
 Names follow the ecosystem: ``task_type="causal-lm"`` is PEFT's ``TaskType.CAUSAL_LM`` (which the PEFT configs get),
 the data are TRL's prompt/completion and messages formats, and, as TRL's ``completion_only_loss``, prompt tokens get
 the label -100.
@@ -17,17 +22,20 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
+import numpy as np
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase, set_seed
 
 from ..backends import get_backend
 from ..data.instructions import InstructionData, load_instructions
 from ..errors import AdapterKitError, invalid
 from ..llm.generation import evaluate_generation
+from ..methods.common.routing import check_tasks, task_context
 from ..metrics import IGNORED
 from ..modeling import load_base_model, load_tokenizer, resolve_model_path
-from ..registry import list_methods, resolve_backend
+from ..registry import list_methods, multi_task_methods, resolve_backend
 from ..saving import attach_meta, check_output_dir
 from .args import DataArguments, KitTrainingArguments, MethodArguments, ModelArguments
+from .multitask import TemperatureBatchSampler
 from .trainer import KitTrainer
 
 
@@ -45,78 +53,143 @@ def run_sft_training(
     from .run import finish_run, new_meta, resolve_checkpoint
 
     # Every check runs before anything is loaded, trained or written.
-    if data_args.tasks is not None:
-        raise invalid(
-            "tasks", data_args.tasks, "None with task_type='causal-lm': instruction tuning takes one `task`."
-        )
     spec, backend_name = resolve_backend(method_args.method, method_args.backend)
     if spec.name in NOT_FOR_LLMS:
         allowed = [m for m in list_methods() if m not in NOT_FOR_LLMS]
         raise invalid("method", method_args.method, f"with task_type='causal-lm' one of {allowed}.")
-    config = causal_lm_config(spec.configs[backend_name](**method_args.options()))
+    names = instruction_tasks(spec, data_args, method_args)  # several tasks: a multi-task adapter
+    options = method_args.options() | ({"tasks": names} if names else {})
+    config = causal_lm_config(spec.configs[backend_name](**options))
     output_dir = check_output_dir(training_args.output_dir)
     resolve_model_path(model_args.model_name_or_path)
     resume = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
     pick_loss_for_best(training_args)
-    data = load_instructions(data_args.task, **data_args.load_kwargs())
+    load_kwargs = data_args.load_kwargs()
+    sources = [load_instructions(name, **load_kwargs) for name in names or [data_args.task]]
     tokenizer = chat_tokenizer(model_args.model_name_or_path)
-    encoded = encode_splits(data, tokenizer, model_args.max_length)
+    encoded = [encode_splits(data, tokenizer, model_args.max_length) for data in sources]
+    for index, splits in enumerate(encoded if names else []):  # each example's task, which the model routes by
+        for split in splits:
+            splits[split] = splits[split].add_column("task_ids", [index] * splits[split].num_rows)
     if training_args.learning_rate is None:
         training_args.learning_rate = spec.learning_rate
 
     set_seed(training_args.seed)
     base = load_base_model(
-        model_args.model_name_or_path, [], kind=KIND, trust_remote_code=model_args.trust_remote_code
+        model_args.model_name_or_path,
+        [],
+        kind=KIND,
+        dtype=model_args.dtype,
+        trust_remote_code=model_args.trust_remote_code,
     )
     base_parameters = sum(p.numel() for p in base.parameters())
-    measure = dict(
-        tokenizer=tokenizer,
-        prompts=list(data.splits["test"]["prompt"]),
-        references=list(data.splits["test"]["completion"]),
-        encoded=encoded["test"],
-        batch_size=training_args.per_device_eval_batch_size,
-        max_new_tokens=model_args.max_new_tokens,
-    )
-    zero_shot = evaluate_generation(base, **measure)  # the baseline, before the adapter is attached
+    measures = {
+        data.name: dict(
+            tokenizer=tokenizer,
+            prompts=list(data.splits["test"]["prompt"]),
+            references=list(data.splits["test"]["completion"]),
+            encoded=splits["test"],
+            batch_size=training_args.per_device_eval_batch_size,
+            max_new_tokens=model_args.max_new_tokens,
+        )
+        for data, splits in zip(sources, encoded, strict=True)
+    }
+    zero_shot = {name: evaluate_generation(base, **m) for name, m in measures.items()}  # before the adapter
     args = (model_args, data_args, method_args, training_args)
-    meta = new_meta(base, spec.name, backend_name, args, data, data.name, data.name,
-                    label_names=list(data.label_names), kind=KIND)  # fmt: skip
-    adapter_name = meta.adapter_name
-    model = get_backend(backend_name).attach(base, config, adapter_name)
+    first = sources[0]
+    if names:
+        tasks = [{"name": d.name, "label_names": list(d.label_names)} for d in sources]
+        meta = new_meta(base, spec.name, backend_name, args, first, ", ".join(names), "_".join(names),
+                        label_names=[], kind=KIND, tasks=tasks)  # fmt: skip
+    else:
+        meta = new_meta(base, spec.name, backend_name, args, first, first.name, first.name,
+                        label_names=list(first.label_names), kind=KIND)  # fmt: skip
+    model = get_backend(backend_name).attach(base, config, meta.adapter_name)
     attach_meta(model, meta)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    trainer = KitTrainer(
+    settings = dict(
         model=model,
         args=training_args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["validation"],
+        train_dataset=datasets.concatenate_datasets([splits["train"] for splits in encoded]),
+        eval_dataset=datasets.concatenate_datasets([splits["validation"] for splits in encoded]),
         data_collator=completion_collator(tokenizer),
         processing_class=tokenizer,
         kit_meta=meta,
     )
+    if names:
+        sizes = [splits["train"].num_rows for splits in encoded]
+        trainer = MultiTaskSFTTrainer(**settings, task_sizes=sizes, temperature=data_args.temperature)
+    else:
+        trainer = KitTrainer(**settings)
     train_output = trainer.train(resume_from_checkpoint=resume)
-    trained = evaluate_generation(trainer.trained_model().eval(), **measure)
-    meta.metrics = {
-        "accuracy": trained.accuracy,
-        "perplexity": trained.perplexity,
-        "zero_shot_accuracy": zero_shot.accuracy,
-        "zero_shot_perplexity": zero_shot.perplexity,
+    trained_model = trainer.trained_model().eval()
+    trained = {}
+    for name, measure in measures.items():
+        with task_context(name if names else None):  # the adapter's layers read the task of every example
+            trained[name] = evaluate_generation(trained_model, **measure)
+    per_task = {
+        name: {
+            "accuracy": trained[name].accuracy,
+            "perplexity": trained[name].perplexity,
+            "zero_shot_accuracy": zero_shot[name].accuracy,
+            "zero_shot_perplexity": zero_shot[name].perplexity,
+        }
+        for name in measures
     }
+    # several tasks: each metric's mean over the tasks; every task's own in the training record
+    meta.metrics = {key: float(np.mean([m[key] for m in per_task.values()])) for key in per_task[first.name]}
+    record = dict(task_metrics=per_task, temperature=data_args.temperature) if names else {}
+    if names:
+        record["train_examples"] = {
+            name: splits["train"].num_rows for name, splits in zip(names, encoded, strict=True)
+        }
     return finish_run(
         trainer,
         train_output,
         meta,
-        data,
+        first,
         tokenizer,
         output_dir,
         trainable,
         base_parameters,
-        task_description=data.description,
-        test_examples=len(measure["prompts"]),
-        max_new_tokens=trained.max_new_tokens,
-        generation_samples=trained.samples(3),
-        zero_shot_samples=zero_shot.samples(3),
+        task_description="; ".join(d.description for d in sources if d.description),
+        test_examples=sum(len(m["prompts"]) for m in measures.values()),
+        max_new_tokens=max(r.max_new_tokens for r in trained.values()),
+        generation_samples=trained[first.name].samples(3),
+        zero_shot_samples=zero_shot[first.name].samples(3),
+        **record,
     )
+
+
+def instruction_tasks(spec: Any, data_args: DataArguments, method_args: MethodArguments) -> list[str] | None:
+    """The tasks of a multi-task instruction-tuning run (``tasks``), checked; ``None`` for one ``task``."""
+    if data_args.tasks is None:
+        return None
+    if not spec.multi_task:
+        raise invalid("method", method_args.method, f"a multi-task method for `tasks`: one of {multi_task_methods()}.")
+    names = list(check_tasks(data_args.tasks))
+    if any(getattr(data_args, f) for f in ("train_file", "validation_file", "test_file")):
+        raise invalid("tasks", names, "embedded or Hub task names; local files name a single `task`.")
+    if data_args.temperature <= 0:
+        raise invalid("temperature", data_args.temperature, "a number > 0 (1: by task size; 10: nearly uniform).")
+    given = method_args.options().get("tasks")
+    if given is not None and list(given) != names:
+        raise invalid("method_options.tasks", given, f"leave it out or give the same tasks as `tasks` {names}.")
+    return names
+
+
+class MultiTaskSFTTrainer(KitTrainer):
+    """Instruction tuning of a multi-task adapter: each batch from one task, the task drawn with probability
+    ``n_i ** (1 / temperature)`` (as multi-task classification, ``multitask.TemperatureBatchSampler``), and each
+    example's ``task_ids`` handed to the model, whose adapter routes by them."""
+
+    def __init__(self, *args, task_sizes: list[int], temperature: float, **kwargs):
+        self.task_sizes, self.temperature = task_sizes, temperature
+        super().__init__(*args, model_columns=("task_ids",), **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        seed = self.args.data_seed or self.args.seed
+        return TemperatureBatchSampler(self.task_sizes, self.args.train_batch_size, self.temperature, seed)
 
 
 def causal_lm_config(config: Any) -> Any:

@@ -7,8 +7,9 @@ which writes exactly the files the backend's library writes itself.
 
 Overrides of ``Trainer``'s private methods, written against transformers 4.57 (``PRIVATE_OVERRIDES``; the multi-task
 trainer adds its own sampler): ``_save`` (the backend writes the adapter), ``_load_from_checkpoint`` and
-``_load_best_model`` (the backend reads it back), ``_get_train_sampler`` (an order fixed by seed and epoch).
-``tests/test_patches_methods.py`` fails when transformers changes their signatures or stops calling them.
+``_load_best_model`` (the backend reads it back), ``_get_train_sampler`` (an order fixed by seed and epoch),
+``_set_signature_columns_if_needed`` (``model_columns`` such as ``task_ids`` kept for a model that takes them through
+``**kwargs``). ``tests/test_patches_methods.py`` fails when transformers changes their signatures or stops calling them.
 """
 
 from __future__ import annotations
@@ -71,20 +72,39 @@ class StepTimer(TrainerCallback):
         return sum(self.times) / max(len(self.times), 1)
 
 
+class GradientCheckpointing(TrainerCallback):
+    """With ``gradient_checkpointing=True``: checkpointing as :mod:`.checkpointing` sets it up, once training begins
+    (after the Trainer's own ``gradient_checkpointing_enable``, whose reentrant default leaves adapters untrained)."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from .checkpointing import enable
+
+        enable(model, args.gradient_checkpointing_kwargs)
+
+
 WRITTEN_AGAINST = "4.57"
 # transformers 4.57 orders checkpoints by mtime at every save (Trainer._sorted_checkpoints) and, when they are less
 # than a second apart (any short run), warns that "mtime may not be reliable on this filesystem" before it orders them
 # by step number: a false alarm about the user's file system, and the kit's checkpoints are named by step. That one
 # message is ignored while KitTrainer.train runs; every other warning passes.
 MTIME_WARNING = "mtime may not be reliable on this filesystem"
-PRIVATE_OVERRIDES = ("_save", "_load_from_checkpoint", "_load_best_model", "_get_train_sampler")
+PRIVATE_OVERRIDES = (
+    "_save",
+    "_load_from_checkpoint",
+    "_load_best_model",
+    "_get_train_sampler",
+    "_set_signature_columns_if_needed",
+)
 
 
 class KitTrainer(Trainer):
-    def __init__(self, *args, kit_meta: AdapterMeta, **kwargs):
+    def __init__(self, *args, kit_meta: AdapterMeta, model_columns: tuple[str, ...] = (), **kwargs):
+        self.model_columns = model_columns  # dataset columns the model takes beyond its forward's named arguments
         super().__init__(*args, **kwargs)
         self.step_timer = StepTimer()
         self.add_callback(self.step_timer)
+        if self.args.gradient_checkpointing:
+            self.add_callback(GradientCheckpointing())
         self.kit_meta = kit_meta
         self.kit_backend = get_backend(kit_meta.backend)
         column = self.args.length_column_name
@@ -99,6 +119,12 @@ class KitTrainer(Trainer):
                 batch, lengths=self._lengths, seed=self.args.data_seed or self.args.seed
             )
         return super()._get_train_sampler(train_dataset)
+
+    def _set_signature_columns_if_needed(self):
+        # The Trainer keeps the dataset columns that the model's forward names; a model whose forward takes
+        # ``**kwargs`` (``adapters`` reads ``task_ids`` from them) would lose the ``model_columns``.
+        super()._set_signature_columns_if_needed()
+        self._signature_columns += [c for c in self.model_columns if c not in self._signature_columns]
 
     def train(self, *args, **kwargs):
         with warnings.catch_warnings():

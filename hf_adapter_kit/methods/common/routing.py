@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -121,6 +122,23 @@ def task_context(task_ids: Any, expand: bool = False) -> Iterator[None]:
         _TASK_IDS.reset(token)
 
 
+def keep_task_context(function):
+    """``function`` bound to the task context of now: wherever and whenever it runs (gradient checkpointing reruns
+    a block's forward during the backward pass, after the call that set the context has returned), its layers see
+    the same ``task_ids`` and reuse the same validated routing."""
+    state = _TASK_IDS.get()
+
+    @functools.wraps(function)
+    def in_context(*args, **kwargs):
+        token = _TASK_IDS.set(state)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _TASK_IDS.reset(token)
+
+    return in_context
+
+
 def routing(tasks: Sequence[str], batch_size: int, device: torch.device, holder: Any = None) -> Routing:
     """The routing of the running forward pass, validated once and reused by every layer.
 
@@ -138,4 +156,12 @@ def routing(tasks: Sequence[str], batch_size: int, device: torch.device, holder:
     return state["routing"]
 
 
-__all__ = ["Routing", "check_tasks", "per_example_linear", "resolve_task_ids", "routing", "task_context"]
+__all__ = [
+    "Routing",
+    "check_tasks",
+    "keep_task_context",
+    "per_example_linear",
+    "resolve_task_ids",
+    "routing",
+    "task_context",
+]
