@@ -118,3 +118,41 @@ def test_sft_on_the_embedded_llm(tmp_path):
     reloaded = from_pretrained(result.adapter_dir)
     expected = generate_answers(result.model, result.tokenizer, prompts, max_new_tokens=4)
     assert generate_answers(reloaded, result.tokenizer, prompts, max_new_tokens=4) == expected
+    # served by both pipelines, and merged, with the same greedy answer
+    import transformers
+
+    import hf_adapter_kit as kit
+
+    settings = dict(max_new_tokens=4, do_sample=False, return_full_text=False)
+    for generator in (
+        kit.pipeline(model=str(result.adapter_dir)),
+        transformers.pipeline("text-generation", model=str(result.adapter_dir)),
+        kit.pipeline(model=str(result.adapter_dir), merge=True),
+    ):
+        assert generator(prompts[0], **settings)[0]["generated_text"].strip() == expected[0].strip()
+
+
+@pytest.mark.slow
+@needs_model
+def test_adapters_generation_on_the_embedded_llm_fills_the_kv_cache():
+    """adapters 1.3.0's Llama layers ignored transformers 4.57's KV cache (patch 9 in patches/adapters_methods.py):
+    on the real model, a Pfeiffer adapter's greedy generation with the cache equals the one without."""
+    from hf_adapter_kit import get_config
+    from hf_adapter_kit.backends import get_backend
+    from hf_adapter_kit.modeling import load_base_model, load_tokenizer
+
+    model = get_backend("adapters").attach(
+        load_base_model(DEFAULT_LLM, [], kind="causal-lm"), get_config("pfeiffer"), "x"
+    )
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.01)
+    model.eval()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = load_tokenizer(DEFAULT_LLM).apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    settings = dict(max_new_tokens=12, do_sample=False, pad_token_id=2, attention_mask=torch.ones_like(ids))
+    assert torch.equal(
+        model.generate(input_ids=ids, **settings), model.generate(input_ids=ids, use_cache=False, **settings)
+    )
