@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSequenceClassification, DistilBertConfig
 
-from hf_adapter_kit import AdapterKitError, get_config
+from hf_adapter_kit import AdapterKitError, get_config, task_context
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.methods.common.routing import Routing
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork, hypernetwork_parameter_count
@@ -452,3 +452,25 @@ def test_a_new_task_learns_only_its_embedding(tiny_model_dirs, texts, tmp_path, 
         assert load_file(tmp_path / "adapter_model.safetensors")  # safetensors, readable
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch, task_ids="d").logits, new, rtol=0, atol=1e-6)
+
+
+def test_a_single_task_adapter_outside_a_context_routes_once_per_batch_shape():
+    """Every layer of every decoding step asks for the routing: a single-task adapter called with no task ids gets one
+    built per (batch size, device, inference mode), not one per layer; one made under inference mode (generation)
+    never reaches a training step, whose autograd could not save it."""
+    from hf_adapter_kit.methods.common.routing import routing
+
+    cpu = torch.device("cpu")
+    first = routing(("only",), 3, cpu)
+    assert routing(("only",), 3, cpu) is first and first.ids.tolist() == [0, 0, 0] and first.single == 0
+    assert routing(("only",), 5, cpu) is not first
+    with torch.inference_mode():
+        generating = routing(("only",), 3, cpu)
+    assert generating is not first and generating.ids.is_inference() and not first.ids.is_inference()
+    weight = torch.ones(
+        1, 2, requires_grad=True
+    )  # a training step after generation: the index is not an inference tensor
+    weight.index_select(0, routing(("only",), 3, cpu).inverse).sum().backward()
+    assert weight.grad.tolist() == [[3.0, 3.0]]
+    with task_context("only"):  # inside a task context, the context's own routing as before
+        assert routing(("only",), 3, cpu) is not first

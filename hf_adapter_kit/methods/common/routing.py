@@ -148,12 +148,30 @@ def routing(tasks: Sequence[str], batch_size: int, device: torch.device, holder:
     if holder is not None and getattr(holder, "task_ids", None) is not None:
         state = holder.__dict__.setdefault("_kit_task_state", {"raw": holder.task_ids, "expand": False})
     else:  # the kit's context caches on itself: one validation per call
-        state = _TASK_IDS.get() or {"raw": None, "expand": False}
+        state = _TASK_IDS.get()
+        if state is None and len(tasks) == 1:
+            return _one_task(batch_size, device)
+        state = state or {"raw": None, "expand": False}
     key = (tuple(tasks), batch_size, device)
     if state.get("key") != key:
         ids = resolve_task_ids(state["raw"], tasks, batch_size, device, expand=state.get("expand", False))
         state["routing"], state["key"] = Routing(ids), key
     return state["routing"]
+
+
+_ONE_TASK: dict = {}
+
+
+def _one_task(batch_size: int, device: torch.device) -> Routing:
+    """The routing of a single-task adapter called outside any task context (every example is task 0), built once
+    per batch size and device: without it, each layer of each decoding step would build and sort its own."""
+    key = (batch_size, str(device), torch.is_inference_mode_enabled())  # inference tensors never reach autograd
+    found = _ONE_TASK.get(key)
+    if found is None:
+        if len(_ONE_TASK) >= 64:
+            _ONE_TASK.clear()
+        found = _ONE_TASK[key] = Routing(torch.zeros(batch_size, dtype=torch.long, device=device))
+    return found
 
 
 __all__ = [
