@@ -179,8 +179,8 @@ def write_card(
 
 
 def _labels(meta: AdapterMeta) -> str:
-    if meta.heads or meta.tasks:
-        named = meta.heads or meta.tasks
+    named = meta.heads or meta.tasks  # a multi-task adapter's tasks, each with its labels
+    if named:
         return "; ".join(f"{h['name']}: " + ", ".join(f"`{n}`" for n in h["label_names"]) for h in named)
     return ", ".join(f"`{name}`" for name in meta.label_names)
 

@@ -161,27 +161,32 @@ class MultiTaskTrainer(KitTrainer):
         return compute_classification_metrics(prediction)
 
 
+def check_multitask_arguments(spec, data_args, method_args) -> list[str]:
+    """The task names of a multi-task run (``tasks``, classification or instruction tuning), once a multi-task method,
+    embedded or Hub tasks, a temperature > 0 and the same tasks in ``method_options`` (if any) are checked."""
+    if not spec.multi_task:
+        raise invalid("method", method_args.method, f"a multi-task method for `tasks`: one of {multi_task_methods()}.")
+    names = list(check_tasks(data_args.tasks))
+    if any(getattr(data_args, f) for f in ("train_file", "validation_file", "test_file")):
+        raise invalid("tasks", names, "embedded or Hub task names; local files name a single `task`.")
+    if data_args.temperature <= 0:
+        raise invalid("temperature", data_args.temperature, "a number > 0 (1: by task size; 10: nearly uniform).")
+    given = method_args.options().get("tasks")
+    if given is not None and list(given) != names:
+        raise invalid("method_options.tasks", given, f"leave it out or give the same tasks as `tasks` {names}.")
+    return names
+
+
 def run_multitask_training(model_args, data_args, method_args, training_args):
     """``hf_adapter_kit.train(..., tasks=[...])``: checks, data, model, training, per-task test metrics, saving."""
     from .run import finish_run, new_meta, resolve_checkpoint
 
     check_arguments(model_args, data_args, method_args, training_args)  # bad values refused before anything runs
     spec, backend = resolve_backend(method_args.method, method_args.backend)
-    if not spec.multi_task:
-        raise invalid("method", method_args.method, f"a multi-task method for `tasks`: one of {multi_task_methods()}.")
-    names = list(check_tasks(data_args.tasks))
-    if any(getattr(data_args, f) for f in ("train_file", "validation_file", "test_file")):
-        raise invalid("tasks", names, "embedded or Hub task names; local files name a single `task`.")
+    names = check_multitask_arguments(spec, data_args, method_args)
     if data_args.label_names is not None:
         raise invalid("label_names", data_args.label_names, "unset with `tasks`: each embedded task has its classes.")
-    if data_args.temperature <= 0:
-        raise invalid("temperature", data_args.temperature, "a number > 0 (1: by task size; 10: nearly uniform).")
-    options = method_args.options()
-    if "tasks" in options and list(options["tasks"]) != names:
-        raise invalid(
-            "method_options.tasks", options["tasks"], f"leave it out or give the same tasks as `tasks` {names}."
-        )
-    config = spec.configs[backend](**(options | {"tasks": names}))
+    config = spec.configs[backend](**(method_args.options() | {"tasks": names}))
     output_dir = check_output_dir(training_args.output_dir)
     resolve_model_path(model_args.model_name_or_path)
     resume = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
@@ -248,4 +253,10 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
     )
 
 
-__all__ = ["MultiTaskTrainer", "TemperatureBatchSampler", "run_multitask_training", "task_probabilities"]
+__all__ = [
+    "MultiTaskTrainer",
+    "TemperatureBatchSampler",
+    "check_multitask_arguments",
+    "run_multitask_training",
+    "task_probabilities",
+]

@@ -29,13 +29,13 @@ from ..backends import get_backend
 from ..data.instructions import InstructionData, load_instructions
 from ..errors import AdapterKitError, invalid
 from ..llm.generation import evaluate_generation
-from ..methods.common.routing import check_tasks, task_context
+from ..methods.common.routing import task_context
 from ..metrics import IGNORED
 from ..modeling import load_base_model, load_tokenizer, resolve_model_path
-from ..registry import list_methods, multi_task_methods, resolve_backend
+from ..registry import list_methods, resolve_backend
 from ..saving import attach_meta, check_output_dir
 from .args import DataArguments, KitTrainingArguments, MethodArguments, ModelArguments
-from .multitask import TemperatureBatchSampler
+from .multitask import TemperatureBatchSampler, check_multitask_arguments
 from .trainer import KitTrainer
 
 
@@ -57,7 +57,8 @@ def run_sft_training(
     if spec.name in NOT_FOR_LLMS:
         allowed = [m for m in list_methods() if m not in NOT_FOR_LLMS]
         raise invalid("method", method_args.method, f"with task_type='causal-lm' one of {allowed}.")
-    names = instruction_tasks(spec, data_args, method_args)  # several tasks: a multi-task adapter
+    # several tasks: a multi-task adapter
+    names = None if data_args.tasks is None else check_multitask_arguments(spec, data_args, method_args)
     options = method_args.options() | ({"tasks": names} if names else {})
     config = causal_lm_config(spec.configs[backend_name](**options))
     output_dir = check_output_dir(training_args.output_dir)
@@ -159,23 +160,6 @@ def run_sft_training(
         zero_shot_samples=zero_shot[first.name].samples(3),
         **record,
     )
-
-
-def instruction_tasks(spec: Any, data_args: DataArguments, method_args: MethodArguments) -> list[str] | None:
-    """The tasks of a multi-task instruction-tuning run (``tasks``), checked; ``None`` for one ``task``."""
-    if data_args.tasks is None:
-        return None
-    if not spec.multi_task:
-        raise invalid("method", method_args.method, f"a multi-task method for `tasks`: one of {multi_task_methods()}.")
-    names = list(check_tasks(data_args.tasks))
-    if any(getattr(data_args, f) for f in ("train_file", "validation_file", "test_file")):
-        raise invalid("tasks", names, "embedded or Hub task names; local files name a single `task`.")
-    if data_args.temperature <= 0:
-        raise invalid("temperature", data_args.temperature, "a number > 0 (1: by task size; 10: nearly uniform).")
-    given = method_args.options().get("tasks")
-    if given is not None and list(given) != names:
-        raise invalid("method_options.tasks", given, f"leave it out or give the same tasks as `tasks` {names}.")
-    return names
 
 
 class MultiTaskSFTTrainer(KitTrainer):
