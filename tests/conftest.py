@@ -124,6 +124,17 @@ def clean_dir(tmp_path):
 WORDS = {"positive": ["great", "lovely", "superb", "fine"], "negative": ["awful", "rude", "late", "broken"]}
 
 
+def perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
+    """Trainable weights moved away from their initial values by Gaussian noise of std ``scale``: adapters start as
+    the identity (LoRA's B and the up-projections are zero), which save/load, removal and routing checks would pass
+    for nothing, and a zero up-projection leaves its down-projection without gradient."""
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * scale)
+    return model
+
+
 def write_csv(path: Path, rows: int, seed: int = 0) -> Path:
     generator = torch.Generator().manual_seed(seed)
     with path.open("w", newline="") as handle:

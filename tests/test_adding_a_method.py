@@ -19,6 +19,7 @@ from hf_adapter_kit.methods.common import checks
 from hf_adapter_kit.methods.common.adapters_glue import init_flags
 from hf_adapter_kit.methods.common.peft_tuner import KitLayer, KitPeftConfig, KitTuner
 from hf_adapter_kit.registry import AdaptersMethod, MethodSpec, PeftMethod, register_method, unregister_method
+from tests.conftest import perturb
 from tests.test_methods_matrix import LABELS, _batch
 
 
@@ -124,10 +125,7 @@ def test_a_registered_toy_method_works_through_both_libraries_and_the_kit(
             base, method=toy_method, backend=backend, adapter_name="toy", base_model=folder, label_names=LABELS
         ),
     )
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.1)
+    perturb(model, 0.1)
     model.eval()
     batch = _batch(folder, texts)
     with torch.no_grad():

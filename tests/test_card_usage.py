@@ -25,6 +25,7 @@ from hf_adapter_kit.cards import is_hub_id, render_card
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_base_model, resolve_model_path
 from hf_adapter_kit.multitask import MultiTaskModel, TaskHead, attach_encoder
 from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
+from tests.conftest import perturb
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,10 +41,7 @@ def _perturb(model: torch.nn.Module) -> None:
     """Trainable weights away from their initial values (LoRA's B starts at zero), so an adapter that failed to
     load would show in the predictions."""
     torch.manual_seed(1)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.1)
+    perturb(model, 0.1)
 
 
 def _single(base: str, method: str, backend: str, folder: Path) -> Path:

@@ -21,7 +21,8 @@ from hf_adapter_kit.methods.common.routing import Routing
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork, hypernetwork_parameter_count
 from hf_adapter_kit.methods.hyperformer.tasks import add_task
 from hf_adapter_kit.modeling import load_base_model
-from tests.test_methods_matrix import LABELS, _attach, _batch, _perturb
+from tests.conftest import perturb
+from tests.test_methods_matrix import LABELS, _attach, _batch
 
 
 MULTI = [
@@ -35,7 +36,7 @@ IDS = [f"{m}-{b}" for m, b, _ in MULTI]
 
 def _ready(folder, method, backend, options):
     model = _attach(folder, method, backend, options)
-    _perturb(model)
+    perturb(model)
     return model.eval()
 
 

@@ -18,6 +18,7 @@ from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.cards import render_card
 from hf_adapter_kit.modeling import load_base_model
 from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
+from tests.conftest import perturb
 
 
 CASES = [
@@ -53,10 +54,7 @@ def _model(folder: str, method: str, backend: str, seed: int = 0):
         metrics={"accuracy": 0.5, "f1_macro": 0.5},
     )
     attach_meta(model, meta)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.1)
+    perturb(model, 0.1)
     return model.eval()
 
 

@@ -17,7 +17,7 @@ from hf_adapter_kit.data import load_task
 from hf_adapter_kit.hub import from_pretrained
 from hf_adapter_kit.modeling import load_base_model
 from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
-from tests.conftest import TINY
+from tests.conftest import TINY, perturb
 
 
 LABELS = ["neg", "pos"]
@@ -33,10 +33,7 @@ def _trained(folder, method, backend):
             base, method=method, backend=backend, adapter_name="toy", base_model=folder, label_names=LABELS
         ),
     )
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.05)
+    perturb(model, 0.05)
     return model.eval()
 
 

