@@ -42,9 +42,6 @@ class GateLayer(KitLayer):
         start = torch.zeros(hidden_size) if config.init_weights else torch.randn(hidden_size)
         self.kit_toy_gate_vector[adapter_name] = nn.Parameter(start)
 
-    def adapter_module(self, adapter_name):
-        return self.kit_toy_gate_vector
-
     def delta(self, adapter_name, source, output):
         return source * self.kit_toy_gate_vector[adapter_name]
 

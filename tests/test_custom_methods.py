@@ -18,6 +18,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, DistilBe
 from hf_adapter_kit import AdapterKitError, get_config, task_context
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.methods.common.routing import Routing
+from hf_adapter_kit.methods.hyperformer import hypernet as hypernet_module
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork, hypernetwork_parameter_count
 from hf_adapter_kit.methods.hyperformer.tasks import add_task
 from hf_adapter_kit.modeling import load_base_model
@@ -352,12 +353,14 @@ def _reference_adapter(net: HyperNetwork, hidden: torch.Tensor, tasks: list[int]
 
 @pytest.mark.parametrize("conditional_layer_norm", [True, False])
 @pytest.mark.parametrize("tasks", [[2, 2, 2], [0, 2, 1]], ids=["one task", "mixed"])
-def test_folded_layer_norm_equals_the_adapter_as_written(conditional_layer_norm, tasks):
+@pytest.mark.parametrize("fold_from_rows", [0, 10**9], ids=["folded", "layer_norm"])
+def test_folded_layer_norm_equals_the_adapter_as_written(monkeypatch, conditional_layer_norm, tasks, fold_from_rows):
+    monkeypatch.setattr(hypernet_module, "FOLD_FROM_ROWS", fold_from_rows)  # many rows are folded, a few are not
     net = _net_with_drawn_generators(tasks=list("abc"), conditional_layer_norm=conditional_layer_norm)
     hidden = torch.randn(3, 5, 8) * 3 + 1  # a mean and a scale for the layer norm to take out
     expected = _reference_adapter(net, hidden, tasks, 1, "ffn")
     route = Routing(torch.tensor(tasks))
-    trained = net.adapter(hidden.requires_grad_(), 1, "ffn", route)  # the training path: squares, no norm
+    trained = net.adapter(hidden.requires_grad_(), 1, "ffn", route)  # the training path (autograd, no caches)
     torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-5)
     trained.sum().backward()
     assert torch.isfinite(hidden.grad).all() and net.projector[0].weight.grad is not None

@@ -6,6 +6,7 @@ Parameters per adapted sub-block: ``2 * d * b + b + d`` (d = hidden size, b = bo
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.activations import get_activation
 
@@ -23,4 +24,6 @@ class Bottleneck(nn.Module):
         init_bottleneck(self.down, self.up, scheme)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.up(self.act(self.down(hidden)))
+        # the projections' weights read directly: two module calls fewer on every decoding step
+        down = F.linear(hidden, self.down.weight, self.down.bias)
+        return F.linear(self.act(down), self.up.weight, self.up.bias)

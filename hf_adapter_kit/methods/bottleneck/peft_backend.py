@@ -2,7 +2,9 @@
 
 Each adapter wraps a sub-block's output projection, before the model's residual and layer norm (Houlsby et al.'s
 placement): ``positions=["attention", "ffn"]`` is ``adapters``' ``double_seq_bn``, ``["ffn"]`` its ``seq_bn`` with
-``original_ln_before=False``. ``tests/test_methods_equivalence.py`` checks both weight for weight.
+``original_ln_before=False``. ``tests/test_custom_methods.py`` checks both weight for weight (on BERT; on a
+pre-norm model such as Llama, ``adapters``' default ``original_ln_before=True`` feeds its adapter the sub-block's
+output plus the residual, where this one reads the sub-block's output).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class BottleneckLayer(KitLayer):
         self.kit_bottleneck_adapter[adapter_name] = Bottleneck(
             hidden_size, size, config.non_linearity, scheme_for(config.init_weights)
         )
+
+    def compute_dtype(self, adapter_name: str) -> torch.dtype:
+        return self.kit_bottleneck_adapter[adapter_name].down.weight.dtype
 
     def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         return self.kit_bottleneck_adapter[adapter_name](source)

@@ -27,6 +27,7 @@ from torch import nn
 
 from ...errors import AdapterKitError, invalid
 from . import checks, placement
+from .passes import untrack_passes
 from .weights import adapter_dtype
 
 
@@ -96,8 +97,14 @@ class KitLayer(nn.Module, BaseTunerLayer):
     """Wraps a sub-block's output projection and adds each active adapter's output to it.
 
     Subclasses set ``adapter_layer_names`` (containers keyed by adapter name), implement :meth:`create` (build one
-    adapter's modules) and :meth:`delta` (its contribution). ``reads_block_input``: the adapter reads the sub-block's
-    input (parallel adapters) rather than the projection's output.
+    adapter's modules) and :meth:`delta` (its contribution), and may override :meth:`compute_dtype` with a direct
+    read of one weight. ``reads_block_input``: the adapter reads the sub-block's input (parallel adapters) rather
+    than the projection's output.
+
+    :meth:`forward` runs once per wrapped projection and decoding step, so it does no more than the computation asks:
+    no search of the adapter's parameters, no cast of a tensor already in the right dtype, and the stashed block
+    input kept as a plain attribute (``nn.Module.__setattr__`` checks three registries on every assignment).
+    ``bench/bench_llm.py`` measures what is left, per generated token.
     """
 
     reads_block_input = False
@@ -129,12 +136,15 @@ class KitLayer(nn.Module, BaseTunerLayer):
     def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must compute its adapter's output")
 
-    def adapter_module(self, adapter_name: str) -> nn.Module:
-        """The module whose dtype the adapter computes in."""
-        return getattr(self, self.adapter_layer_names[0])[adapter_name]
+    def compute_dtype(self, adapter_name: str) -> torch.dtype:
+        """The dtype the adapter computes in (default: that of its entry in the first container, or of the entry's
+        first floating-point parameter)."""
+        entry = getattr(self, self.adapter_layer_names[0])[adapter_name]
+        return entry.dtype if isinstance(entry, torch.Tensor) else adapter_dtype(entry)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        block_input, self._block_input = self._block_input, None
+        block_input = self.__dict__.get("_block_input")
+        self.__dict__["_block_input"] = None
         result = self.base_layer(x, *args, **kwargs)
         if self.disable_adapters:
             return result
@@ -143,9 +153,11 @@ class KitLayer(nn.Module, BaseTunerLayer):
             source = x if block_input is None else block_input
         for name in self.active_adapters:
             if name in self.kit_options:
-                dtype = adapter_dtype(self.adapter_module(name))
-                delta = self.delta(name, self._cast_input_dtype(source, dtype), result)
-                result = result + delta.to(result.dtype)
+                dtype = self.compute_dtype(name)
+                delta = self.delta(
+                    name, source if source.dtype == dtype else self._cast_input_dtype(source, dtype), result
+                )
+                result = result + (delta if delta.dtype == result.dtype else delta.to(result.dtype))
         return result
 
     def delete_adapter(self, adapter_name: str) -> None:
@@ -159,7 +171,7 @@ class KitLayer(nn.Module, BaseTunerLayer):
         """Nothing is ever merged (see :meth:`merge`)."""
 
     def _stash(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self._block_input = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        self.__dict__["_block_input"] = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
 
     def remove_hook(self) -> None:
         for module in self._hooked:
@@ -242,6 +254,7 @@ class KitTuner(BaseTuner):
         model = super()._unload_and_optionally_merge(False, progressbar, safe_merge, adapter_names)
         for layer in layers:
             layer.remove_hook()
+        untrack_passes(model)
         return model
 
     def merge_adapter(self, adapter_names=None, safe_merge: bool = False) -> None:

@@ -165,7 +165,7 @@ _ONE_TASK: dict = {}
 def _one_task(batch_size: int, device: torch.device) -> Routing:
     """The routing of a single-task adapter called outside any task context (every example is task 0), built once
     per batch size and device: without it, each layer of each decoding step would build and sort its own."""
-    key = (batch_size, str(device), torch.is_inference_mode_enabled())  # inference tensors never reach autograd
+    key = (batch_size, device, torch.is_inference_mode_enabled())  # inference tensors never reach autograd
     found = _ONE_TASK.get(key)
     if found is None:
         if len(_ONE_TASK) >= 64:

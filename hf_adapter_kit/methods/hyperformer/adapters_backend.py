@@ -86,9 +86,10 @@ class HyperformerAdapter(Adapter):
         self.position = "attention" if location_key == "mh_adapter" else "ffn"
 
     def forward(self, x, residual_input, output_gating=False):
-        hypernet = ForwardContext.get_context().shared_parameters[self.name]
+        context = ForwardContext.get_context()  # one per forward call: the pass token of common/passes.py
+        hypernet = context.shared_parameters[self.name]
         dtype = hypernet.layer_embeddings.weight.dtype
-        up = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, current_routing(hypernet.tasks, x))
+        up = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, current_routing(hypernet.tasks, x), context)
         up = up.to(x.dtype)
         return up + residual_input, None, up
 

@@ -11,11 +11,13 @@ depends on changes (in-place update, reload, move, cast) and on ``train()``:
 - each task's projected embedding per (layer, position): ``projected_dim`` floats, so a mixed batch only runs the
   generators;
 - for one-task batches, the generated adapters of the last ``CACHED_TASKS`` tasks (LRU).
-Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats, plus these caches.
+Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats, plus these caches. Inside a model's
+forward pass (``common/passes.py``) the parameters are checked once per pass, not once per layer.
 
-The conditional layer norm is folded into the down projection, so the activations are never normalised in a pass of
-their own: ``W (gamma * (h - mu) / sigma + beta) + c = (W diag(gamma) h - mu W gamma) / sigma + (W beta + c)``,
-with ``mu`` and ``sigma`` the per-token mean and standard deviation (two reductions over ``h``).
+The conditional layer norm is folded into the down projection, so the activations of a large batch are never
+normalised in a pass of their own: ``W (gamma * (h - mu) / sigma + beta) + c = (W diag(gamma) h - mu W gamma) / sigma
++ (W beta + c)``, with ``mu`` and ``sigma`` the per-token mean and standard deviation (two reductions over ``h``).
+A few rows (a decoding step) are normalised by ``F.layer_norm`` and projected with the same folded weights.
 
 With ``init_weights`` ``"mam_adapter"`` / ``"lora"`` (the default) the up-projection generators start at zero, so
 every adapter starts as the identity; ``"bert"`` / ``"houlsby"`` draw them too (a non-identity start).
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,10 @@ from ..common.weights import init_projection
 
 
 LN_EPS = 1e-5  # F.layer_norm's default, which the conditional layer norm used before it was folded
+# From this many rows (tokens x examples) on, the folded layer norm beats F.layer_norm on the activations; below it,
+# F.layer_norm's one op beats the folded form's dozen (on the 2-core CPU, d=576: 6 vs 24 us for one row, 76 vs 69
+# for 256).
+FOLD_FROM_ROWS = 128
 
 
 class HyperNetwork(nn.Module):
@@ -98,6 +104,7 @@ class HyperNetwork(nn.Module):
         self.act = get_activation(non_linearity.lower())
         self._cache: OrderedDict = OrderedDict()  # (task, layer, position) -> (state, folded weights)
         self._rows: dict = {}  # (layer, position) -> (state, {task: (state, projected embedding)})
+        self._pass_states: dict = {}  # what `_state` read -> (forward pass token, state), see `_state_in_pass`
 
     # -- tasks ---------------------------------------------------------------------------------------------------
     def add_task(self, name: str) -> nn.Parameter:
@@ -143,18 +150,44 @@ class HyperNetwork(nn.Module):
             return None
         return tuple((p.data_ptr(), p._version, p.dtype) for p in params)
 
+    def _projector_modules(self) -> list[nn.Module]:
+        return [self.layer_embeddings, self.position_embeddings, self.projector[0], self.projector[2],
+                self.projector_norm]  # fmt: skip
+
+    def _generator_modules(self) -> list[nn.Module]:
+        generators = [self.down_weight, self.down_bias, self.up_weight, self.up_bias]
+        return generators + ([self.ln_weight, self.ln_bias] if self.conditional_layer_norm else [])
+
+    # Read on every call when serving, so read directly from the modules' registries: the parameters as they are now
+    # (a parameter replaced by a load or a cast is seen at once), without `parameters()`' walk of the module tree.
     def _shared_params(self) -> list[torch.Tensor]:
-        return [p for name, child in self.named_children() if name != "task_embeddings" for p in child.parameters()]
+        """Every parameter but the task embeddings."""
+        modules = self._projector_modules() + self._generator_modules()
+        return [p for m in modules for p in m._parameters.values() if p is not None]
 
     def _projector_params(self) -> list[torch.Tensor]:
-        return [self.layer_embeddings.weight, self.position_embeddings.weight, *self.projector.parameters(),
-                *self.projector_norm.parameters()]  # fmt: skip
+        return [p for m in self._projector_modules() for p in m._parameters.values() if p is not None]
 
-    def _projected(self, routing: Routing, layer: int, position: str) -> torch.Tensor:
+    def _state_in_pass(self, name: tuple, params: Callable[[], list[torch.Tensor]], token: object | None):
+        """``_state(params())``, read once per forward pass ``token`` (:mod:`..common.passes`) and reused by the
+        pass's other layers; every call when ``token`` is ``None``."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        if token is not None:
+            memo = self._pass_states.get(name)
+            if memo is not None and memo[0] is token:
+                return memo[1]
+        state = self._state(params())
+        if token is not None:
+            self._pass_states[name] = (token, state)
+        return state
+
+    def _projected(self, routing: Routing, layer: int, position: str, token: object | None = None) -> torch.Tensor:
         """Each example's projected embedding ``(batch, projected_dim)``; when serving, each task's is computed once
         per (layer, position) and kept."""
-        shared = self._state(self._projector_params())
-        states = {t: self._state([self.task_embeddings[t]]) for t in routing.present} if shared else {}
+        shared = self._state_in_pass(("projector",), self._projector_params, token)
+        task_state = lambda t: self._state_in_pass(("task", t), lambda: [self.task_embeddings[t]], token)  # noqa: E731
+        states = {t: task_state(t) for t in routing.present} if shared else {}
         if shared is None or None in states.values():
             return self._embed(routing.unique, layer, position).index_select(0, routing.inverse)
         key = (layer, position)
@@ -167,10 +200,13 @@ class HyperNetwork(nn.Module):
                 rows[t] = (states[t], z)
         return torch.stack([rows[t][1] for t in routing.present]).index_select(0, routing.inverse)
 
-    def _folded_one(self, task: int, layer: int, position: str) -> dict[str, torch.Tensor]:
+    def _folded_one(
+        self, task: int, layer: int, position: str, token: object | None = None
+    ) -> dict[str, torch.Tensor]:
         """One task's folded adapter (:meth:`_fold`), unstacked; kept when serving for the last ``CACHED_TASKS``
         tasks, while the parameters it was generated from are unchanged (same storage, version, dtype)."""
-        state = self._state([*self._shared_params(), self.task_embeddings[task]])
+        params = lambda: [*self._shared_params(), self.task_embeddings[task]]  # noqa: E731
+        state = self._state_in_pass(("one", task), params, token)
         key = (task, layer, position)
         hit = self._cache.get(key) if state is not None else None
         if hit is None or hit[0] != state:
@@ -179,10 +215,10 @@ class HyperNetwork(nn.Module):
             if state is None:
                 return hit[1]
             self._cache[key] = hit
+            slots = self.layer_embeddings.num_embeddings * len(self.positions)
+            while len(self._cache) > self.CACHED_TASKS * slots:
+                self._cache.popitem(last=False)
         self._cache.move_to_end(key)
-        slots = self.layer_embeddings.num_embeddings * len(self.positions)
-        while len(self._cache) > self.CACHED_TASKS * slots:
-            self._cache.popitem(last=False)
         return hit[1]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -196,6 +232,7 @@ class HyperNetwork(nn.Module):
     def train(self, mode: bool = True):
         self._cache.clear()
         self._rows.clear()
+        self._pass_states.clear()
         return super().train(mode)
 
     # -- the adapter -----------------------------------------------------------------------------------------------
@@ -231,28 +268,39 @@ class HyperNetwork(nn.Module):
             down_sum, down_bias = down_sum.unsqueeze(1), down_bias.unsqueeze(1)
         return torch.addcmul(down_bias, projected - mean.to(hidden.dtype) * down_sum, inv_std)
 
-    def adapter(self, hidden: torch.Tensor, layer: int, position: str, routing: Routing) -> torch.Tensor:
+    def _down(self, hidden: torch.Tensor, w: dict[str, torch.Tensor], linear) -> torch.Tensor:
+        """The down projection of the task-normed ``hidden`` with folded weights ``w``; ``linear`` is ``F.linear``
+        (one adapter) or :func:`per_example_linear` (one per example). A few rows (decoding) are normalised by
+        ``F.layer_norm``, one op instead of the folded form's dozen small ones; the same result either way."""
+        if not self.conditional_layer_norm:
+            return linear(hidden, w["down_weight"], w["down_bias"])
+        if hidden.numel() <= FOLD_FROM_ROWS * hidden.shape[-1]:
+            return linear(F.layer_norm(hidden, hidden.shape[-1:], eps=LN_EPS), w["down_weight"], w["down_bias"])
+        return self._normalised_down(hidden, linear(hidden, w["down_weight"], None), w)
+
+    def adapter(
+        self, hidden: torch.Tensor, layer: int, position: str, routing: Routing, pass_token: object | None = None
+    ) -> torch.Tensor:
         """``up(act(down(LN_task(h))))`` with generated weights, each example with its own task's weights.
 
         A one-task batch uses that task's (cached) weights; a mixed batch generates every example's weights in one
-        call and runs one batched matmul per projection.
+        call and runs one batched matmul per projection. ``pass_token`` names the model's forward pass (see
+        :mod:`..common.passes`): the caches are then checked once per pass instead of once per call.
         """
         task = routing.single
         if task is not None:
-            w = {k: v.to(hidden.dtype) for k, v in self._folded_one(task, layer, position).items()}
-            if self.conditional_layer_norm:
-                down = self._normalised_down(hidden, F.linear(hidden, w["down_weight"]), w)
-            else:
-                down = F.linear(hidden, w["down_weight"], w["down_bias"])
-            return F.linear(self.act(down), w["up_weight"], w["up_bias"])
+            w = _in_dtype(self._folded_one(task, layer, position, pass_token), hidden.dtype)
+            return F.linear(self.act(self._down(hidden, w, F.linear)), w["up_weight"], w["up_bias"])
         # each example's projected embedding, then its weights: the generators are cheap next to the matmuls
-        w = self._fold(self._weights(self._projected(routing, layer, position)))
-        w = {k: v.to(hidden.dtype) for k, v in w.items()}
-        if self.conditional_layer_norm:
-            down = self._normalised_down(hidden, per_example_linear(hidden, w["down_weight"], None), w)
-        else:
-            down = per_example_linear(hidden, w["down_weight"], w["down_bias"])
-        return per_example_linear(self.act(down), w["up_weight"], w["up_bias"])
+        projected = self._projected(routing, layer, position, pass_token)
+        w = _in_dtype(self._fold(self._weights(projected)), hidden.dtype)
+        return per_example_linear(self.act(self._down(hidden, w, per_example_linear)), w["up_weight"], w["up_bias"])
+
+
+def _in_dtype(weights: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    if weights["up_weight"].dtype == dtype:
+        return weights
+    return {k: v.to(dtype) for k, v in weights.items()}
 
 
 def hypernetwork_parameter_count(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..common.passes import current_pass, track_passes
 from ..common.peft_tuner import KitLayer, KitPeftConfig, KitTuner
 from ..common.routing import routing
 from ..common.weights import scheme_for
@@ -58,13 +59,13 @@ class HyperformerLayer(KitLayer):
             self.kit_hyperformer_hypernet[adapter_name] = hypernet
         self._hypernets[adapter_name] = hypernet
 
-    def adapter_module(self, adapter_name: str) -> nn.Module:
-        return self._hypernets[adapter_name]
+    def compute_dtype(self, adapter_name: str) -> torch.dtype:
+        return self._hypernets[adapter_name].layer_embeddings.weight.dtype
 
     def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         hypernet = self._hypernets[adapter_name]
         route = routing(hypernet.tasks, source.shape[0], source.device)
-        return hypernet.adapter(source, self.layer_index, self.position, route)
+        return hypernet.adapter(source, self.layer_index, self.position, route, current_pass())
 
     def _get_available_adapters(self) -> set[str]:
         return set(self._hypernets)
@@ -82,6 +83,7 @@ class HyperformerTuner(KitTuner):
     tuner_layer_cls = HyperformerLayer
 
     def shared_modules(self, adapter_name: str, peft_config: HyperformerPeftConfig) -> dict:
+        track_passes(self.model)  # the serving caches are checked once per forward pass (common/passes.py)
         return {"hypernet": find_hypernet(self.model, adapter_name), "num_layers": self.model.config.num_hidden_layers}
 
     @classmethod

@@ -46,6 +46,9 @@ class ParallelLayer(KitLayer):
         if config.scaling == "learned":
             self.kit_parallel_scaling[adapter_name] = nn.Parameter(torch.ones(len(config.tasks)))
 
+    def compute_dtype(self, adapter_name: str) -> torch.dtype:
+        return self.kit_parallel_adapter[adapter_name].down_weight.dtype
+
     def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         config = self.kit_options[adapter_name]
         route = routing(config.tasks, source.shape[0], source.device)

@@ -1,0 +1,138 @@
+"""The shortcuts the kit's layers take on every decoding step give the same answers as the long way round.
+
+- Forward-pass tokens (``methods/common/passes.py``): Hyperformer++ checks its serving caches once per pass, so a
+  parameter changed between two passes is still seen by the next one, on both backends.
+- A few rows are layer-normed by ``F.layer_norm``, many by the folded form (``FOLD_FROM_ROWS``): the same adapter
+  (tests/test_custom_methods.py checks both against the adapter as written).
+- The parameters the caches depend on, read by name for speed, are every parameter of the hypernetwork.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM
+
+from hf_adapter_kit import get_config, task_context
+from hf_adapter_kit.backends import get_backend
+from hf_adapter_kit.methods.common.passes import current_pass, track_passes, untrack_passes
+from hf_adapter_kit.methods.common.routing import Routing
+from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
+from hf_adapter_kit.training.sft import causal_lm_config
+from tests.conftest import perturb
+
+
+class Recorder(nn.Module):
+    """Records the pass token its forward sees; raises when asked to."""
+
+    def __init__(self, inner: nn.Module | None = None):
+        super().__init__()
+        self.inner, self.seen = inner, []
+
+    def forward(self, fail: bool = False):
+        self.seen.append(current_pass())
+        if self.inner is not None:
+            self.inner()
+        if fail:
+            raise RuntimeError("in forward")
+
+
+def test_every_forward_call_of_a_tracked_model_has_its_own_token():
+    inner = Recorder()
+    outer = Recorder(inner)
+    track_passes(outer)
+    track_passes(inner)
+    track_passes(outer)  # once only
+    assert len(outer._forward_pre_hooks) == 1 and len(outer._forward_hooks) == 1
+    assert current_pass() is None
+    outer()
+    outer()
+    assert None not in outer.seen and outer.seen[0] is not outer.seen[1]
+    assert inner.seen[0] not in outer.seen  # a nested tracked model runs in a pass of its own
+    assert current_pass() is None  # and each pass ends with its call
+    with pytest.raises(RuntimeError):
+        outer(fail=True)
+    assert current_pass() is None  # on error too
+
+
+def test_untracking_removes_the_hooks_from_the_model_and_from_its_copies():
+    model = Recorder()
+    track_passes(model)
+    twin = copy.deepcopy(model)
+    untrack_passes(model)
+    untrack_passes(twin)
+    for module in (model, twin):
+        assert not module._forward_pre_hooks and not module._forward_hooks
+        assert not module._forward_hooks_always_called
+        module()
+    assert model.seen == [None] and twin.seen == [None]
+
+
+def test_the_cache_check_runs_once_per_pass_token(monkeypatch):
+    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=3, tasks=["a", "b"], projected_dim=4).eval()
+    reads = []
+    original = net._state
+    monkeypatch.setattr(net, "_state", lambda params: reads.append(len(params)) or original(params))
+    hidden = torch.randn(1, 1, 8)
+    with torch.no_grad():
+        for token in (object(), object()):
+            for layer in range(3):
+                for position in ("attention", "ffn"):
+                    net.adapter(hidden, layer, position, Routing(torch.tensor([1])), token)
+        assert len(reads) == 2  # one read per pass, not one per layer and position
+        for layer in range(3):
+            net.adapter(hidden, layer, "ffn", Routing(torch.tensor([1])))
+        assert len(reads) == 5  # no token: every call reads
+        mixed = Routing(torch.tensor([0, 1]))
+        token = object()
+        for layer in range(3):
+            net.adapter(torch.randn(2, 1, 8), layer, "ffn", mixed, token)
+        assert len(reads) == 5 + 3  # a mixed batch: the projector's state and each task's, once per pass
+
+
+MULTI = [("hyperformer", "peft"), ("hyperformer", "adapters")]
+
+
+@pytest.mark.parametrize(("method", "backend"), MULTI, ids=[b for _, b in MULTI])
+@pytest.mark.parametrize("tasks", [["b"], ["a", "b"]], ids=["one task", "mixed"])
+def test_a_parameter_changed_between_passes_reaches_the_next_pass(tiny_llm_dir, method, backend, tasks):
+    base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    config = causal_lm_config(get_config(method, backend, tasks=["a", "b"]))
+    model = perturb(get_backend(backend).attach(base, config, "x")).eval()
+    ids = torch.randint(3, 200, (len(tasks), 6), generator=torch.Generator().manual_seed(0))
+    # a generator (read by the one-task cache) and the projector (read by the mixed batches' cache)
+    changed = [p for n, p in model.named_parameters() if n.endswith(("up_weight.weight", "projector.0.weight"))]
+    assert len(changed) == 2
+    with task_context(tasks), torch.no_grad():
+        before = model(input_ids=ids).logits
+        assert torch.equal(model(input_ids=ids).logits, before)  # served from the caches
+        for param in changed:  # e.g. a reload into the same tensors, between two requests
+            param.add_(0.5)
+        after = model(input_ids=ids).logits
+        with torch.enable_grad():  # autograd never caches: the reference
+            expected = model(input_ids=ids).logits.detach()
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, expected)
+
+
+def test_peft_unload_removes_the_pass_hooks(tiny_llm_dir):
+    base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    model = get_backend("peft").attach(base, causal_lm_config(get_config("hyperformer", "peft")), "x")
+    assert len(model.get_base_model()._forward_pre_hooks) == 1
+    plain = model.unload()
+    assert not plain._forward_pre_hooks and not plain._forward_hooks
+
+
+@pytest.mark.parametrize("conditional_layer_norm", [True, False])
+def test_the_cache_keys_are_every_parameter_but_the_task_embeddings(conditional_layer_norm):
+    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, tasks=["a", "b"], projected_dim=4,
+                       conditional_layer_norm=conditional_layer_norm)  # fmt: skip
+    shared = {id(p) for n, p in net.named_parameters() if not n.startswith("task_embeddings.")}
+    assert {id(p) for p in net._shared_params()} == shared
+    assert len(net._shared_params()) == len(shared)
+    projector = {id(p) for n, p in net.named_parameters() if n.split(".")[0] in ("layer_embeddings",
+                 "position_embeddings", "projector", "projector_norm")}  # fmt: skip
+    assert {id(p) for p in net._projector_params()} == projector
