@@ -224,3 +224,51 @@ def test_adapters_decoders_generate_with_the_cache_as_without(arch):
     assert len(set(sequence[0, 6:].tolist())) > 2  # not one token repeated, which any context would give
     assert torch.equal(cached, sequence)
     assert torch.equal(model.generate(input_ids=ids, use_cache=False, **settings), sequence)
+
+
+def test_adapters_attention_still_copies_what_it_need_not():
+    """Patch 10 is needed as long as ``match_attn_matrices_for_parallel`` copies with ``repeat`` whatever the batch
+    sizes; when adapters skips matched shapes itself, this fails: remove the patch."""
+    source = inspect.getsource(adapters_methods._original["match_attn"])
+    assert ".repeat(" in source and "if " not in source
+    assert list(inspect.signature(adapters_methods._original["match_attn"]).parameters) == ["query", "key", "value"]
+    assert ModelAdaptersMixin.init_adapters.__kit_patched__
+
+
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+def test_adapters_attention_without_copies_computes_the_same(arch):
+    """Every ``adapters`` module that calls the function gets the wrapper once ``adapters`` set up a model of that
+    architecture; the outputs are those of the original, with the same batch sizes and with a ``Parallel`` block's."""
+    import importlib
+
+    import torch
+    from adapters.composition import Parallel
+    from transformers import AutoConfig, AutoModel
+
+    sizes = dict(vocab_size=120, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(AutoConfig.for_model(arch, **sizes)).eval()
+    adapters.init(model)
+    module = importlib.import_module(f"adapters.models.{arch}.modeling_{arch}")
+    assert module.match_attn_matrices_for_parallel is adapters_methods._match_without_copies
+    for name in ("a", "b"):
+        model.add_adapter(name, config="seq_bn")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".adapters." in name:
+                p.add_(torch.randn_like(p) * 0.05)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]])
+    outputs = {}
+    for setup in ("a", Parallel("a", "b")):  # matched batch sizes; a batch the Parallel block replicates
+        model.set_active_adapters(setup)
+        for patched in (True, False):
+            module.match_attn_matrices_for_parallel = (
+                adapters_methods._match_without_copies if patched else adapters_methods._original["match_attn"]
+            )
+            with torch.no_grad():
+                outputs[str(setup), patched] = model(input_ids=ids).last_hidden_state
+        module.match_attn_matrices_for_parallel = adapters_methods._match_without_copies
+        torch.testing.assert_close(outputs[str(setup), True], outputs[str(setup), False], rtol=0, atol=0)
+    assert outputs[str(Parallel("a", "b")), True].shape[0] == 2 * ids.shape[0]
+    q = torch.randn(2, 3, 4)
+    assert adapters_methods._match_without_copies(q, q, q)[0] is q

@@ -36,6 +36,14 @@ Written against adapters 1.3.0. Each registry ``AdaptersMethod`` row is connecte
    writes garbage after the first token, with or without an adapter, while training and the first token look right.
    The wrapper hands ``past_key_values`` on as ``past_key_value``.
 
+10. ``composition.match_attn_matrices_for_parallel``, which the attention of every ``adapters`` model calls on every
+   forward pass, copies the query, key and value with ``repeat`` even when their batch sizes already agree, which is
+   every call outside a ``Parallel`` composition: three copies of the attention's inputs per layer, with or without
+   an adapter (on the embedded MiniLM at batch 32, about 5% of the forward pass). The wrapper hands them back as
+   they are when the batch sizes agree, and calls the original otherwise. The model modules import the function by
+   name, so the wrapper is bound into every ``adapters`` module that holds it, when the kit is imported and each time
+   ``adapters`` sets up a model (``ModelAdaptersMixin.init_adapters``, by when its modeling module is imported).
+
 ``tests/test_patches_methods.py`` fails when the installed adapters is not 1.3.x or these entry points change shape.
 """
 
@@ -43,10 +51,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Mapping
 
 import adapters
 import torch
+from adapters import composition
 from adapters.configuration import adapter_config
 from adapters.context import ForwardContext
 from adapters.loading import AdapterLoader
@@ -67,6 +77,8 @@ _original = {
     "average_adapter": ModelAdaptersMixin.average_adapter,
     "heads_add_adapter": ModelWithHeadsAdaptersMixin.add_adapter,
     "vslice": BottleneckLayer.vslice,
+    "match_attn": composition.match_attn_matrices_for_parallel,
+    "init_adapters": ModelAdaptersMixin.init_adapters,
 }
 
 
@@ -207,6 +219,28 @@ def cache_keyword_classes() -> list[type]:
     ]
 
 
+def _match_without_copies(query, key, value):
+    if query.shape[0] == key.shape[0] == value.shape[0]:
+        return query, key, value
+    return _original["match_attn"](query, key, value)
+
+
+def bind_match_without_copies() -> list[str]:
+    """Bind patch 10's wrapper into every imported ``adapters`` module holding the original; their names."""
+    original, bound = _original["match_attn"], []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("adapters.") and vars(module).get("match_attn_matrices_for_parallel") is original:
+            module.match_attn_matrices_for_parallel = _match_without_copies
+            bound.append(name)
+    return bound
+
+
+def _init_adapters(self, *args, **kwargs):
+    result = _original["init_adapters"](self, *args, **kwargs)
+    bind_match_without_copies()  # the model's modeling module is imported by now
+    return result
+
+
 def apply() -> None:
     """Install the wrappers once (idempotent)."""
     if getattr(BottleneckLayer.add_adapter, "__kit_patched__", False):
@@ -222,8 +256,10 @@ def apply() -> None:
         (ModelAdaptersMixin, "average_adapter", _average_adapter),
         (ModelWithHeadsAdaptersMixin, "add_adapter", _heads_add_adapter),
         (BottleneckLayer, "vslice", _vslice),
+        (ModelAdaptersMixin, "init_adapters", _init_adapters),
     ):
         _wrap(owner, attribute, wrapper)
+    bind_match_without_copies()
 
 
 def register(method) -> None:
