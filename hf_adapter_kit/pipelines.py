@@ -118,8 +118,10 @@ class TaskTokenClassificationPipeline(TokenClassificationPipeline):
 
 class TaskTextGenerationPipeline(TextGenerationPipeline):
     """``TextGenerationPipeline`` over a causal LM with a multi-task adapter: ``task_ids`` (a task name or its index)
-    when the pipeline is built or per call; each generation runs in :func:`task_context` for that task, which the
-    adapter's layers read at every decoding step (the KV cache and all of ``generate`` as usual)."""
+    when the pipeline is built or per call, or per input (a list as long as the inputs); each generation runs in
+    :func:`task_context` for its task, which the adapter's layers read at every decoding step (the KV cache and all
+    of ``generate`` as usual). Inputs of several tasks are generated one task at a time, in batches of one task, and
+    returned in their order."""
 
     def __init__(self, *args, tasks: list[str], task_ids: Any = None, **kwargs):
         self.tasks = list(tasks)
@@ -134,13 +136,31 @@ class TaskTextGenerationPipeline(TextGenerationPipeline):
         raise invalid(
             "task_ids",
             task_ids,
-            f"one task per call, a name or an index of {self.tasks} (for inputs of several tasks, one call per task).",
+            f"a name or an index of {self.tasks}, for the call, or a list of them with one per input.",
         )
 
     def __call__(self, text_inputs, **kwargs):
-        if kwargs.get("task_ids") is None and self.task_ids is None and len(self.tasks) > 1:
+        task_ids = kwargs.get("task_ids")
+        if isinstance(task_ids, list | tuple):
+            return self._per_task(text_inputs, task_ids, kwargs)
+        if task_ids is None and self.task_ids is None and len(self.tasks) > 1:
             raise invalid("task_ids", None, f"a task for this call or for the pipeline: one of {self.tasks}.")
         return super().__call__(text_inputs, **kwargs)
+
+    def _per_task(self, text_inputs, task_ids, kwargs) -> list:
+        """Inputs with a task each: one call of the pipeline per task, the results put back in the inputs' order."""
+        several = isinstance(text_inputs, list | tuple) and all(isinstance(x, str | list | tuple) for x in text_inputs)
+        if not several or len(task_ids) != len(text_inputs):
+            count = f"the {len(text_inputs)} inputs" if several else "a list of inputs (strings or chats)"
+            raise invalid("task_ids", task_ids, f"one task per input: a list as long as {count}.")
+        chosen = [self._task(task) for task in task_ids]  # every task checked before anything is generated
+        results: list = [None] * len(chosen)
+        for task in dict.fromkeys(chosen):
+            rows = [i for i, t in enumerate(chosen) if t == task]
+            outputs = super().__call__([text_inputs[i] for i in rows], **{**kwargs, "task_ids": task})
+            for row, output in zip(rows, outputs, strict=True):
+                results[row] = output
+        return results
 
     def _sanitize_parameters(self, task_ids=None, **kwargs):
         preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)

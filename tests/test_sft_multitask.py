@@ -93,9 +93,18 @@ def test_text_generation_pipelines_take_task_ids(runs, key):
     with pytest.raises(AdapterKitError, match=r"`task_ids`=None is not valid: a task for this call or for the pipe"):
         unset(prompt(TASKS[0]), **settings)
     assert unset(prompt(TASKS[1]), task_ids=1, **settings)[0]["generated_text"].strip() == expected[TASKS[1]]
-    with pytest.raises(AdapterKitError, match=r"`task_ids`=\['tweets-polarity'\] is not valid: one task per call"):
-        unset(prompt(TASKS[0]), task_ids=[TASKS[0]], **settings)
-    with pytest.raises(AdapterKitError, match=r"`task_ids`='topic' is not valid: one task per call"):
+    # one task per input: generated a task at a time, answered in the inputs' order
+    inputs, tasks = [prompt(TASKS[1]), prompt(TASKS[0]), prompt(TASKS[1])], [TASKS[1], 0, TASKS[1]]
+    for generator in (unset, theirs):
+        answers = [out[0]["generated_text"].strip() for out in generator(inputs, task_ids=tasks, **settings)]
+        assert answers == [expected[TASKS[1]], expected[TASKS[0]], expected[TASKS[1]]]
+    with pytest.raises(AdapterKitError, match=r"`task_ids`=\['tweets-polarity'\] is not valid: one task per input"):
+        unset(prompt(TASKS[0]), task_ids=[TASKS[0]], **settings)  # one chat, not a list of inputs
+    with pytest.raises(AdapterKitError, match=r"one task per input: a list as long as the 3 inputs"):
+        unset(inputs, task_ids=tasks[:2], **settings)
+    with pytest.raises(AdapterKitError, match=r"`task_ids`='topic' is not valid: a name or an index of"):
+        unset(inputs, task_ids=[TASKS[0], "topic", 1], **settings)
+    with pytest.raises(AdapterKitError, match=r"`task_ids`='topic' is not valid: a name or an index of"):
         kit.pipeline(model=folder, task_ids="topic")
 
 
