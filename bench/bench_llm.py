@@ -13,9 +13,14 @@ The model is the embedded SmolLM2-135M-Instruct (``make setup-llm``); every meth
     (``min_new_tokens``); the time per generated token (prefill included) as a ratio to the base model's;
   - training: one optimizer step (forward, backward, AdamW) on a batch of 16 real training examples, as a ratio to
     full fine-tuning's step (every base weight trained).
+  Pfeiffer and Houlsby are timed on both backends (``<method> on adapters``: ``adapters``' own ``seq_bn`` /
+  ``double_seq_bn`` with the recipe's options, untrained). Their recipes use the kit's PEFT layers, whose dispatch
+  costs less per decoding step; same bottleneck and parameter count, but on a pre-norm model such as Llama
+  ``adapters``' reads the sub-block's output plus the residual, the kit's the sub-block's output.
   Rounds interleave the variants in an order rotated each round; medians of the per-round ratios are reported.
 
-``--parts`` runs one part alone; the other part's figures are then kept from the previous results file.
+``--parts`` runs one part alone; the other part's figures are then kept from the previous results file, and so are
+the accuracy rows of methods left out of ``--methods`` (each row says when its run finished).
 
 Usage: python bench/bench_llm.py [--parts accuracy speed] [--methods lora pfeiffer ...] [--output
 bench/results/llm-cpu.md]
@@ -37,6 +42,7 @@ from report import machine_sentence, save
 
 METHODS = ("lora", "pfeiffer", "houlsby", "parallel", "hyperformer")
 BASE, MERGED, FULL = "base (no adapter)", "lora merged", "full fine-tuning"
+BOTH_BACKENDS = ("pfeiffer", "houlsby")  # timed on their other backend too: "<method> on <backend>"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,13 +94,16 @@ def build_variants(methods) -> tuple[dict[str, torch.nn.Module], object, list[di
     variants = {BASE: load().eval(), FULL: load()}
     for method in methods:
         _, _, method_args, _ = recipe_arguments(method)
-        spec, backend = resolve_backend(method_args.method, method_args.backend)
-        config = causal_lm_config(spec.configs[backend](**method_args.options()))
-        variants[method] = get_backend(backend).attach(load(), config, "bench")
-        with torch.no_grad():  # off the identity start: LoRA's B and the adapters' up-projections are zero
-            for p in variants[method].parameters():
-                if p.requires_grad:
-                    p.add_(torch.randn_like(p) * 1e-3)
+        spec, recipe_backend = resolve_backend(method_args.method, method_args.backend)
+        others = [b for b in spec.backends if b != recipe_backend] if method in BOTH_BACKENDS else []
+        for backend in [recipe_backend, *others]:
+            config = causal_lm_config(spec.configs[backend](**method_args.options()))
+            name = method if backend == recipe_backend else f"{method} on {backend}"
+            variants[name] = get_backend(backend).attach(load(), config, "bench")
+            with torch.no_grad():  # off the identity start: LoRA's B and the adapters' up-projections are zero
+                for p in variants[name].parameters():
+                    if p.requires_grad:
+                        p.add_(torch.randn_like(p) * 1e-3)
     if "lora" in methods:
         variants[MERGED] = recipe_variant_merged(variants["lora"])
     tokenizer = chat_tokenizer(model_args.model_name_or_path)
@@ -193,12 +202,12 @@ def markdown(report: dict) -> str:
     if "accuracy" in report:
         rows = report["accuracy"]["rows"]
         lines += ["| method | backend | test accuracy | zero-shot accuracy | perplexity | zero-shot perplexity | "
-                  "trainable params | folder | training |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "trainable params | folder | training | finished |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for method, r in rows.items():
             lines.append(
                 f"| {method} | {r['backend']} | {r['accuracy']:.3f} | {r['zero_shot_accuracy']:.3f} | "
                 f"{r['perplexity']:.3f} | {r['zero_shot_perplexity']:.3f} | {r['trainable_parameters']:,} | "
-                f"{r['adapter_bytes'] / 1e6:.1f} MB | {r['train_seconds']:.0f} s |"
+                f"{r['adapter_bytes'] / 1e6:.1f} MB | {r['train_seconds']:.0f} s | {r['date']} |"
             )
         lines.append("")
     if "speed" in report:
@@ -231,11 +240,16 @@ def main() -> None:
     report["machine"] = machine_info()
     for part in args.parts:
         start, rows = time.perf_counter(), {}
+        if part == "accuracy":  # the methods not run this time keep their rows, each dated
+            before = report.get("accuracy", {"rows": {}})
+            rows = {
+                m: {"date": before["run"]["date"], **r} for m, r in before["rows"].items() if m not in args.methods
+            }
         measured = (
             accuracy(args.methods) if part == "accuracy" else [("", speed(args.methods, args.rounds, args.new_tokens))]
         )
         for method, row in measured:  # saved after every method: a long run keeps what it measured
-            rows.update({method: row} if method else row)
+            rows.update({method: {**row, "date": time.strftime("%Y-%m-%d %H:%M")}} if method else row)
             run = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average_end": os.getloadavg(),
                    "wall_seconds": time.perf_counter() - start, "methods": args.methods}  # fmt: skip
             report[part] = {"run": run, "rows": rows}
