@@ -102,8 +102,8 @@ class KitLayer(nn.Module, BaseTunerLayer):
     than the projection's output.
 
     :meth:`forward` runs once per wrapped projection and decoding step, so it does no more than the computation asks:
-    no search of the adapter's parameters, no cast of a tensor already in the right dtype, and the stashed block
-    input kept as a plain attribute (``nn.Module.__setattr__`` checks three registries on every assignment).
+    no search of the adapter's parameters for its dtype, and the stashed block input kept as a plain attribute
+    (``nn.Module.__setattr__`` checks three registries on every assignment).
     ``bench/bench_llm.py`` measures what is left, per generated token.
     """
 
@@ -153,11 +153,8 @@ class KitLayer(nn.Module, BaseTunerLayer):
             source = x if block_input is None else block_input
         for name in self.active_adapters:
             if name in self.kit_options:
-                dtype = self.compute_dtype(name)
-                delta = self.delta(
-                    name, source if source.dtype == dtype else self._cast_input_dtype(source, dtype), result
-                )
-                result = result + (delta if delta.dtype == result.dtype else delta.to(result.dtype))
+                delta = self.delta(name, self._cast_input_dtype(source, self.compute_dtype(name)), result)
+                result = result + delta.to(result.dtype)
         return result
 
     def delete_adapter(self, adapter_name: str) -> None:

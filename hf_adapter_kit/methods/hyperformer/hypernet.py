@@ -162,15 +162,14 @@ class HyperNetwork(nn.Module):
     # (a parameter replaced by a load or a cast is seen at once), without `parameters()`' walk of the module tree.
     def _shared_params(self) -> list[torch.Tensor]:
         """Every parameter but the task embeddings."""
-        modules = self._projector_modules() + self._generator_modules()
-        return [p for m in modules for p in m._parameters.values() if p is not None]
+        return _own_parameters(self._projector_modules() + self._generator_modules())
 
     def _projector_params(self) -> list[torch.Tensor]:
-        return [p for m in self._projector_modules() for p in m._parameters.values() if p is not None]
+        return _own_parameters(self._projector_modules())
 
     def _state_in_pass(self, name: tuple, params: Callable[[], list[torch.Tensor]], token: object | None):
         """``_state(params())``, read once per forward pass ``token`` (:mod:`..common.passes`) and reused by the
-        pass's other layers; every call when ``token`` is ``None``."""
+        pass's other layers; every call when ``token`` is ``None``. Training and autograd never cache, memo or not."""
         if self.training or torch.is_grad_enabled():
             return None
         if token is not None:
@@ -186,8 +185,9 @@ class HyperNetwork(nn.Module):
         """Each example's projected embedding ``(batch, projected_dim)``; when serving, each task's is computed once
         per (layer, position) and kept."""
         shared = self._state_in_pass(("projector",), self._projector_params, token)
-        task_state = lambda t: self._state_in_pass(("task", t), lambda: [self.task_embeddings[t]], token)  # noqa: E731
-        states = {t: task_state(t) for t in routing.present} if shared else {}
+        states = {
+            t: self._state_in_pass(("task", t), lambda t=t: [self.task_embeddings[t]], token) for t in routing.present
+        } if shared else {}  # fmt: skip
         if shared is None or None in states.values():
             return self._embed(routing.unique, layer, position).index_select(0, routing.inverse)
         key = (layer, position)
@@ -295,6 +295,10 @@ class HyperNetwork(nn.Module):
         projected = self._projected(routing, layer, position, pass_token)
         w = _in_dtype(self._fold(self._weights(projected)), hidden.dtype)
         return per_example_linear(self.act(self._down(hidden, w, per_example_linear)), w["up_weight"], w["up_bias"])
+
+
+def _own_parameters(modules: list[nn.Module]) -> list[torch.Tensor]:
+    return [p for m in modules for p in m._parameters.values() if p is not None]
 
 
 def _in_dtype(weights: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
