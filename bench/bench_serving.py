@@ -3,7 +3,9 @@
 What is timed: one forward pass of the embedded all-MiniLM-L6-v2 encoder (``AutoModel``, eval mode,
 ``torch.inference_mode()``) over a batch of ``--batch-size`` real tweets padded to the longest (at most
 ``--max-length`` tokens), for N = ``--tasks`` tasks. In the mixed batch every example has a task drawn at random
-(seeded) from the N; in the one-task batch all examples have the first task. Side by side, for each N:
+(seeded) from the N, anew for every pass (a server's traffic, not one batch over and over: a cache of recent tasks
+is not flattered); in the one-task batch all examples have the first task. Every task is served once before timing
+(steady state). Side by side, for each N:
 
 - the bare encoder (the denominator of every ratio);
 - the kit's multi-task parallel adapters and Hyperformer++, each on both backends (``adapters`` and PEFT), with the
@@ -17,10 +19,12 @@ Every adapter's weights are moved off their identity start (an adapter whose up-
 and each variant is checked to change the encoder's output.
 
 Protocol: warm-up passes, then ``--rounds`` rounds; each round times every variant (``--repeats`` passes, averaged)
-in an order rotated by one each round. Reported per variant: the median over rounds of the per-round ratio to the
-base model (pairs taken seconds apart), the adapter's parameters, and resident memory: each (variant, N) is built in a
-fresh process and the growth of its resident set (CPU) or of allocated GPU memory, after one mixed-batch pass, over
-the bare encoder's is reported (``--no-memory`` skips this).
+in an order rotated by one each round, each timing paired with a timing of the base model taken right before or
+right after it (alternately), so that the machine's drift over a round does not enter the ratio. Reported per
+variant: the median over rounds of the ratio within each pair [quartiles], the adapter's parameters, and resident
+memory: each (variant, N) is built in a
+fresh process and the growth of its resident set (CPU) or of allocated GPU memory, once every task has been served and
+after a mixed pass, over the bare encoder's is reported (``--no-memory`` skips this).
 
 Usage: python bench/bench_serving.py [--tasks 1 10 100 1000] [--device cuda] [--output bench/results/serving-cpu.md]
 """
@@ -28,6 +32,8 @@ Usage: python bench/bench_serving.py [--tasks 1 10 100 1000] [--device cuda] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import gc
 import json
 import logging
@@ -55,8 +61,8 @@ ADAPTER_MARKS = ("lora_", "kit_", ".adapters.", "shared_parameters.")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[1, 10, 100, 1000])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--repeats", type=int, default=3, help="forward passes per timing")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2, help="forward passes per timing")
     parser.add_argument("--warmup", type=int, default=3, help="untimed passes per variant first")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
@@ -128,15 +134,28 @@ def build(variant: str, n: int, device: str) -> tuple[torch.nn.Module, int]:
     return model.to(device).eval(), size
 
 
-def caller(variant: str, model: torch.nn.Module, inputs: dict, ids: list[int]):
-    """A no-argument function running one forward pass of ``model`` on the batch with these task ids."""
+def caller(variant: str, model: torch.nn.Module, inputs: dict, draw):
+    """A no-argument function running one forward pass of ``model`` on the batch, with the task ids ``draw()``
+    gives for that pass (a list, one per example)."""
     if variant == BASE or variant.endswith("one active"):
         return lambda: model(**inputs).last_hidden_state
     if variant.startswith("lora"):
-        names = [f"task{i}" for i in ids]
-        return lambda: model(**inputs, adapter_names=names).last_hidden_state
-    task_ids = torch.tensor(ids, device=inputs["input_ids"].device)
-    return lambda: model(**inputs, task_ids=task_ids).last_hidden_state
+        return lambda: model(**inputs, adapter_names=[f"task{i}" for i in draw()]).last_hidden_state
+    device = inputs["input_ids"].device
+    return lambda: model(**inputs, task_ids=torch.tensor(draw(), device=device)).last_hidden_state
+
+
+def mixed_draws(args: argparse.Namespace, n: int):
+    """Each call, a new batch of tasks drawn at random from the N; every variant gets the same sequence."""
+    rng = np.random.default_rng([args.seed, n])
+    return lambda: rng.integers(0, n, size=args.batch_size).tolist()
+
+
+def serve_every_task(variant: str, model: torch.nn.Module, inputs: dict, n: int) -> None:
+    """One pass per batch-size group of tasks until every task has been served once: steady-state serving."""
+    size = inputs["input_ids"].shape[0]
+    for start in range(0, n, size):
+        caller(variant, model, inputs, lambda start=start: [(start + i) % n for i in range(size)])()
 
 
 def sync(device: str) -> None:
@@ -154,21 +173,26 @@ def time_call(fn, repeats: int, device: str) -> float:
 
 
 def measure_latency(args: argparse.Namespace, n: int, inputs: dict) -> dict:
-    rng = np.random.default_rng([args.seed, n])
-    mixed = rng.integers(0, n, size=args.batch_size).tolist()
-    one = [0] * args.batch_size
+    def one():
+        return [0] * args.batch_size
+
     calls, sizes = {BASE: caller(BASE, encoder(args.device), inputs, one)}, {}
     for variant in VARIANTS:
         built = time.perf_counter()
         model, sizes[variant] = build(variant, n, args.device)
         print(f"N={n}: built {variant} ({sizes[variant]:,} parameters) in {time.perf_counter() - built:.1f} s")
+        with torch.inference_mode():
+            serve_every_task(variant, model, inputs, n)
         if variant in KIT:
-            calls[f"{variant} mixed"] = caller(variant, model, inputs, mixed)
+            calls[f"{variant} mixed"] = caller(variant, model, inputs, mixed_draws(args, n))
             calls[f"{variant} one task"] = caller(variant, model, inputs, one)
         else:
-            calls[variant] = caller(variant, model, inputs, mixed)
+            calls[variant] = caller(variant, model, inputs, mixed_draws(args, n))
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    draw = mixed_draws(args, n)
+    distinct = statistics.mean(len(set(draw())) for _ in range(100))
     with torch.inference_mode():
         reference = calls[BASE]()
         for name, fn in calls.items():
@@ -176,12 +200,17 @@ def measure_latency(args: argparse.Namespace, n: int, inputs: dict) -> dict:
                 out = fn()
             if name != BASE and torch.allclose(out, reference):
                 raise SystemExit(f"{name}: the adapter does not change the output; is it active?")
+        variants = [name for name in names if name != BASE]
         for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                times[name].append(time_call(calls[name], args.repeats, args.device))
-    per_round = {name: [a / b for a, b in zip(t, times[BASE], strict=True)] for name, t in times.items()}
+            for i, name in enumerate(variants[r % len(variants) :] + variants[: r % len(variants)]):
+                pair = (BASE, name) if (r + i) % 2 == 0 else (name, BASE)  # the base before, then after
+                timed = {key: time_call(calls[key], args.repeats, args.device) for key in pair}
+                for key, seconds in timed.items():
+                    times[key].append(seconds)
+                per_round[name].append(timed[name] / timed[BASE])
+    per_round[BASE] = [1.0]
     return {
-        "distinct_tasks_in_mixed_batch": len(set(mixed)),
+        "distinct_tasks_in_mixed_batch": distinct,
         "parameters": sizes,
         "median_ms": {name: 1e3 * statistics.median(t) for name, t in times.items()},
         "ratio": {name: statistics.median(r) for name, r in per_round.items()},
@@ -194,24 +223,42 @@ def resident_bytes(device: str) -> int:
         sync(device)
         return torch.cuda.memory_allocated()
     gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # hand freed heap back, so the resident set is what is held
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/status") as status:
         kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     return kib * 1024
 
 
 def memory_of(args: argparse.Namespace, variant: str, n: int) -> None:
-    """In a fresh process: memory of the bare encoder after a pass, then with the adapters after a mixed pass."""
+    """In a fresh process: memory of the bare encoder after a pass, then with the adapters once every task has been
+    served (batches of every task in turn; Hyperformer++'s serving bank is then as full as it gets) and a mixed
+    pass."""
     inputs = batch(args)
+    base = encoder(args.device)
     with torch.inference_mode():
-        base = encoder(args.device)
         base(**inputs)
-        start = resident_bytes(args.device)
-        del base
-        gc.collect()
-        model, _ = build(variant, n, args.device)
-        ids = np.random.default_rng([args.seed, n]).integers(0, n, size=args.batch_size).tolist()
-        caller(variant, model, inputs, ids)()
-        print(json.dumps({"base_bytes": start, "with_adapters_bytes": resident_bytes(args.device)}))
+    start = resident_bytes(args.device)
+    del base
+    gc.collect()
+    model, _ = build(variant, n, args.device)  # as served: built outside inference mode, as the timings' models
+    with torch.inference_mode():
+        serve_every_task(variant, model, inputs, n)
+        caller(variant, model, inputs, mixed_draws(args, n))()
+        held = {
+            "base_bytes": start,
+            "with_adapters_bytes": resident_bytes(args.device),
+            "bank_bytes": bank_bytes(model),
+        }
+        print(json.dumps(held))
+
+
+def bank_bytes(model: torch.nn.Module) -> int:
+    """Bytes held by Hyperformer++'s serving banks in ``model`` (part of its resident memory)."""
+    from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
+
+    banks = [net._bank for net in model.modules() if isinstance(net, HyperNetwork)]
+    return sum(t.numel() * t.element_size() for bank in banks for slot in bank.values() for t in slot[1].values())
 
 
 def measure_memory(args: argparse.Namespace, n: int) -> dict:
@@ -221,6 +268,8 @@ def measure_memory(args: argparse.Namespace, n: int) -> dict:
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         values = json.loads(result.stdout.strip().splitlines()[-1])
         out[variant] = values["with_adapters_bytes"] - values["base_bytes"]
+        if values["bank_bytes"]:
+            out[f"{variant} bank"] = values["bank_bytes"]
     return out
 
 
@@ -260,10 +309,12 @@ def markdown_rows(n: int, result: dict) -> str:
             continue
         variant = name.removesuffix(" mixed").removesuffix(" one task")
         memory = result.get("memory_bytes", {}).get(variant)
+        bank = result.get("memory_bytes", {}).get(f"{variant} bank")
+        held = "-" if memory is None else f"{memory / 2**20:.0f} MiB" + (f" (bank {bank / 2**20:.0f})" if bank else "")
         q1, q3 = result["ratio_q1_q3"][name]
         rows.append(
             f"| {n} | {name} | {ratio:.3f} [{q1:.2f}, {q3:.2f}] | {result['median_ms'][name]:.1f} | "
-            f"{result['parameters'][variant]:,} | {'-' if memory is None else f'{memory / 2**20:.0f} MiB'} |"
+            f"{result['parameters'][variant]:,} | {held} |"
         )
     return "\n".join(rows)
 
@@ -277,10 +328,13 @@ def markdown(report: dict) -> str:
         "",
         f"all-MiniLM-L6-v2 encoder, eval mode, `torch.inference_mode()`, a batch of {s['batch_size']} real tweets "
         f"({report['tokens_per_example']} tokens each after padding). Mixed batch: each example's task drawn at random "
-        f"from the N. {s['warmup']} warm-up passes, then {s['rounds']} rounds in rotated order, {s['repeats']} passes "
-        "per timing. Latency: the median over rounds of the ratio to the bare encoder timed in the same round "
+        f"from the N, anew for every pass; every task is served once before timing. {s['warmup']} warm-up passes, "
+        f"then {s['rounds']} rounds in rotated order, {s['repeats']} passes per timing, each timing paired with one of "
+        "the bare encoder right before or after it. Latency: the median over rounds of the ratio within each pair "
         "[quartiles]. Memory: growth of the process's resident set (GPU: allocated memory) over the bare encoder's, "
-        "built in a fresh process, after one mixed pass.",
+        "built in a fresh process, once every task has been served and after a mixed pass (Hyperformer++'s serving "
+        "bank, in brackets, holds generated adapters for at most its budget, 128 MiB by default; its size is counted "
+        "from its tensors).",
         "",
         "| N | variant | latency vs base | median ms | adapter parameters | memory |",
         "|---|---|---|---|---|---|",
@@ -288,7 +342,7 @@ def markdown(report: dict) -> str:
     for n, result in report["results"].items():
         base_ms = result["median_ms"][BASE]
         lines.append(
-            f"| {n} | base: {base_ms:.1f} ms; {result['distinct_tasks_in_mixed_batch']} distinct tasks in the mixed "
+            f"| {n} | base: {base_ms:.1f} ms; {result['distinct_tasks_in_mixed_batch']:.1f} distinct tasks per mixed "
             "batch | | | | |"
         )
         lines.append(markdown_rows(n, result))

@@ -284,52 +284,6 @@ def test_hyperformer_parameter_count_follows_the_formula(tiny_model_dirs, backen
     assert adapter == expected
 
 
-def test_eval_cache_serves_generated_weights_until_something_changes(monkeypatch):
-    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, tasks=["a", "b"], projected_dim=4)
-    calls = []
-    original = net.generate
-    monkeypatch.setattr(net, "generate", lambda *args: calls.append(args) or original(*args))
-    net.eval()
-    with torch.no_grad():
-        first = net._folded_one(0, 1, "ffn")
-        assert net._folded_one(0, 1, "ffn") is first and len(calls) == 1  # cached
-        net.down_weight.weight.add_(0.5)  # an optimizer step or a reload changes a parameter in place
-        second = net._folded_one(0, 1, "ffn")
-        assert len(calls) == 2 and not torch.equal(second["down_weight"], first["down_weight"])
-    net.train()
-    with torch.no_grad():
-        net._folded_one(0, 1, "ffn")
-        net._folded_one(0, 1, "ffn")
-    assert len(calls) == 4  # training mode never caches
-    net.eval()
-    net._folded_one(0, 1, "ffn")
-    assert len(calls) == 5  # neither does autograd, whose graph must reach the generators
-
-
-def test_eval_cache_is_bounded_to_the_last_tasks_used(monkeypatch):
-    monkeypatch.setattr(HyperNetwork, "CACHED_TASKS", 2)
-    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=1, tasks=list("abcd"), positions=["ffn"]).eval()
-    with torch.no_grad():
-        for task in (0, 1, 0, 2):  # task 1 is now the least recently used
-            net._folded_one(task, 0, "ffn")
-    assert list(net._cache) == [(0, 0, "ffn"), (2, 0, "ffn")]
-
-
-def test_a_hypernetwork_built_under_inference_mode_serves_uncached():
-    with torch.inference_mode():  # its parameters are inference tensors: they keep no version counter
-        net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=1, tasks=["a", "b"], positions=["ffn"]).eval()
-        net.up_weight.bias.add_(1.0)  # off the identity start
-        first = net._folded_one(0, 0, "ffn")
-        mixed, hidden = Routing(torch.tensor([0, 1])), torch.randn(2, 3, 8)
-        before = net.adapter(hidden, 0, "ffn", mixed)
-        net.down_weight.weight.add_(0.5)
-        net.projector[0].weight.add_(0.5)
-        second = net._folded_one(0, 0, "ffn")
-        after = net.adapter(hidden, 0, "ffn", mixed)
-    assert not net._cache and not net._rows
-    assert not torch.equal(first["down_weight"], second["down_weight"]) and not torch.equal(before, after)
-
-
 def _net_with_drawn_generators(**kwargs) -> HyperNetwork:
     net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, projected_dim=4, **kwargs)
     for name in ("up_weight", "up_bias", "down_bias", "ln_weight", "ln_bias"):
@@ -368,30 +322,7 @@ def test_folded_layer_norm_equals_the_adapter_as_written(monkeypatch, conditiona
     with torch.no_grad():
         for _ in range(2):  # fills the caches, then reads them
             torch.testing.assert_close(net.adapter(hidden.detach(), 1, "ffn", route), expected, rtol=1e-5, atol=1e-5)
-    assert net._cache if len(set(tasks)) == 1 else net._rows
-
-
-def test_projected_embeddings_are_kept_per_task_until_a_parameter_changes():
-    net = _net_with_drawn_generators(tasks=list("abcd")).eval()
-    hidden = torch.randn(4, 3, 8)
-    with torch.no_grad():
-        net.adapter(hidden, 0, "attention", Routing(torch.tensor([0, 1, 0, 1])))
-        assert set(net._rows[(0, "attention")][1]) == {0, 1}
-        net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
-        kept = net._rows[(0, "attention")][1]
-        assert set(kept) == {0, 1, 3}
-        before = net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
-        net.task_embeddings[3].add_(1.0)  # only task 3's row is recomputed
-        row_1, row_3 = kept[1][1], kept[3][1]
-        after = net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
-        assert kept[1][1] is row_1 and not torch.equal(kept[3][1], row_3)
-        torch.testing.assert_close(after[1], before[1])
-        assert not torch.allclose(after[0], before[0])
-        net.projector[2].bias.add_(1.0)  # a shared parameter: every row goes
-        net.adapter(hidden, 0, "attention", Routing(torch.tensor([3, 1, 3, 1])))
-        assert set(net._rows[(0, "attention")][1]) == {1, 3}
-    net.train()
-    assert not net._rows
+    assert net._bank  # served from the bank
 
 
 def test_batched_generation_equals_one_task_at_a_time():

@@ -79,18 +79,18 @@ def test_the_cache_check_runs_once_per_pass_token(monkeypatch):
     hidden = torch.randn(1, 1, 8)
     with torch.no_grad():
         for token in (object(), object()):
+            one = Routing(torch.tensor([1]))  # a model's layers share their pass's routing
             for layer in range(3):
                 for position in ("attention", "ffn"):
-                    net.adapter(hidden, layer, position, Routing(torch.tensor([1])), token)
-        assert len(reads) == 2  # one read per pass, not one per layer and position
+                    net.adapter(hidden, layer, position, one, token)
+        assert len(reads) == 2 * 2  # per pass, not per layer and position: the shared parameters and the task's
         for layer in range(3):
             net.adapter(hidden, layer, "ffn", Routing(torch.tensor([1])))
-        assert len(reads) == 5  # no token: every call reads
-        mixed = Routing(torch.tensor([0, 1]))
-        token = object()
+        assert len(reads) == 4 + 3 * 2  # no token: every call reads
+        mixed, token = Routing(torch.tensor([0, 1])), object()
         for layer in range(3):
             net.adapter(torch.randn(2, 1, 8), layer, "ffn", mixed, token)
-        assert len(reads) == 5 + 3  # a mixed batch: the projector's state and each task's, once per pass
+        assert len(reads) == 10 + 3  # a mixed batch: the shared parameters and each task's, once per pass
 
 
 MULTI = [("hyperformer", "peft"), ("hyperformer", "adapters")]
@@ -103,7 +103,7 @@ def test_a_parameter_changed_between_passes_reaches_the_next_pass(tiny_llm_dir, 
     config = causal_lm_config(get_config(method, backend, tasks=["a", "b"]))
     model = perturb(get_backend(backend).attach(base, config, "x")).eval()
     ids = torch.randint(3, 200, (len(tasks), 6), generator=torch.Generator().manual_seed(0))
-    # a generator (read by the one-task cache) and the projector (read by the mixed batches' cache)
+    # a generator and the projector, both read by the serving bank
     changed = [p for n, p in model.named_parameters() if n.endswith(("up_weight.weight", "projector.0.weight"))]
     assert len(changed) == 2
     with task_context(tasks), torch.no_grad():
@@ -133,6 +133,3 @@ def test_the_cache_keys_are_every_parameter_but_the_task_embeddings(conditional_
     shared = {id(p) for n, p in net.named_parameters() if not n.startswith("task_embeddings.")}
     assert {id(p) for p in net._shared_params()} == shared
     assert len(net._shared_params()) == len(shared)
-    projector = {id(p) for n, p in net.named_parameters() if n.split(".")[0] in ("layer_embeddings",
-                 "position_embeddings", "projector", "projector_norm")}  # fmt: skip
-    assert {id(p) for p in net._projector_params()} == projector

@@ -281,7 +281,8 @@ def test_a_task_added_to_hyperformer_is_served_without_reloading(tiny_model_dirs
     with torch.no_grad():
         after = model(**batch, task_ids=["sentiment", "topic", "ner", "topic"]).logits
         spam = model(**batch, task_ids="spam").logits["spam"]
-    assert all(torch.equal(after[k], before[k]) for k in before)  # the other tasks are untouched
+    for k in before:  # the other tasks are untouched (their weights may come from another fill of the serving bank,
+        torch.testing.assert_close(after[k], before[k], rtol=1e-5, atol=1e-5)  # generated with other rows: ulps)
     reloaded = MultiTaskModel.from_pretrained(model.save_pretrained(tmp_path / "grown"))
     assert reloaded.tasks == [*HEADS, "spam"] and reloaded.labels_of("spam") == ("ham", "spam")
     with torch.no_grad():

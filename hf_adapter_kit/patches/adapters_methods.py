@@ -8,8 +8,9 @@ Written against adapters 1.3.0. Each registry ``AdaptersMethod`` row is connecte
    ``KeyError`` for any other value, so a saved kit adapter could not even be read back. The wrapper answers for the
    kit's architectures and defers otherwise.
 3. ``BottleneckLayer.add_adapter`` picks the module class with a hard-coded ``if is_parallel``. The wrapper builds the
-   kit's module when the matched config is one of the kit's, with the same ``is_layer_hooked`` rule; otherwise the
-   original runs.
+   kit's module when the matched config is one of the kit's, with the same ``is_layer_hooked`` rule, and hands it
+   the layer's ``adapters_config`` (where a module finds the active setup: Hyperformer++ adds its output into the
+   residual in its last matmul unless a composition reads that output alone); otherwise the original runs.
 4. ``ModelAdaptersMixin._add_adapter_weights`` creates shared weights only for Compacter and VeRA. The wrapper adds
    a kit method's shared weights (Hyperformer++'s hypernetwork) after the original has run.
 5. ``AdapterLoader.filter_func`` / ``rename_func`` find shared weights by the key fragment
@@ -110,6 +111,7 @@ def _add_adapter(self, adapter_name: str, layer_idx: int) -> bool:
     adapter = method.build_layer(adapter_name, config, layer_idx, self.location_key, self.model_config)
     if self.is_layer_hooked:  # as adapters does: the model applies residual and layer norm itself
         adapter.original_ln_after = False
+    adapter.adapters_config = self.adapters_config
     adapter.train(self.training)
     self.adapters[adapter_name] = adapter
     return True

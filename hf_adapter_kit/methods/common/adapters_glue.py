@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from adapters import BnConfig
-from adapters.context import ForwardContext
+from adapters.composition import Stack
+from adapters.context import AdapterSetup, ForwardContext
 from torch import nn
 
 from ...errors import AdapterKitError
@@ -57,6 +58,24 @@ def current_routing(tasks: Sequence[str], hidden: torch.Tensor) -> Routing:
         else:
             return Routing(whole.ids[rows[0] : rows[1]])
     return routing(list(tasks), size, hidden.device, holder=context)
+
+
+def output_alone_needed(module: nn.Module, context: ForwardContext) -> bool:
+    """Whether this forward pass reads each adapter's output alone (``bottleneck_up``): any composition but a single
+    adapter or a ``Stack`` (``Fuse`` attends over those outputs; ``Parallel``, ``BatchSplit`` and ``Average`` carry
+    them along). Asked once per pass; ``module.adapters_config`` is its layer's (handed over when it is built)."""
+    found = context.__dict__.get("_kit_output_alone")
+    if found is None:
+        setup = AdapterSetup.get_context_adapter_setup()
+        config = getattr(module, "adapters_config", None)
+        if setup is None and config is not None:
+            setup = config.active_setup
+        found = context.__dict__["_kit_output_alone"] = config is None or not _stacked(setup)
+    return found
+
+
+def _stacked(setup) -> bool:
+    return isinstance(setup, str) or (isinstance(setup, Stack) and all(_stacked(child) for child in setup))
 
 
 class MissingReductionFactor(AdapterKitError, KeyError):

@@ -153,9 +153,12 @@ class KitLayer(nn.Module, BaseTunerLayer):
             source = x if block_input is None else block_input
         for name in self.active_adapters:
             if name in self.kit_options:
-                delta = self.delta(name, self._cast_input_dtype(source, self.compute_dtype(name)), result)
-                result = result + delta.to(result.dtype)
+                result = self.add_delta(name, self._cast_input_dtype(source, self.compute_dtype(name)), result)
         return result
+
+    def add_delta(self, adapter_name: str, source: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+        """``result`` plus the adapter's output; a method whose last op is a matmul overrides this to add in it."""
+        return result + self.delta(adapter_name, source, result).to(result.dtype)
 
     def delete_adapter(self, adapter_name: str) -> None:
         super().delete_adapter(adapter_name)

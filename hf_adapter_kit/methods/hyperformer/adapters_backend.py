@@ -21,6 +21,7 @@ from ..common.adapters_glue import (
     check_bottleneck_options,
     current_routing,
     init_flags,
+    output_alone_needed,
     positions_of,
 )
 from ..common.weights import seeded
@@ -89,9 +90,13 @@ class HyperformerAdapter(Adapter):
         context = ForwardContext.get_context()  # one per forward call: the pass token of common/passes.py
         hypernet = context.shared_parameters[self.name]
         dtype = hypernet.layer_embeddings.weight.dtype
-        up = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, current_routing(hypernet.tasks, x), context)
-        up = up.to(x.dtype)
-        return up + residual_input, None, up
+        route = current_routing(hypernet.tasks, x)
+        if output_alone_needed(self, context):  # e.g. a Fuse attends over each adapter's output
+            up = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context).to(x.dtype)
+            return up + residual_input, None, up
+        # the residual added by the up projection's matmul itself (a new tensor: Parallel reuses the residual)
+        out = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context, into=residual_input)
+        return out, None, None
 
 
 def build_layer(adapter_name: str, config: HyperformerConfig, layer_idx: int, location_key: str, model_config):

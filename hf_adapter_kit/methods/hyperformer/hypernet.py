@@ -6,18 +6,24 @@ conditional layer norm. Every example of a batch gets its own task's adapter, wi
 mixes tasks generates each example's weights in one call per (layer, position) and runs one batched matmul per
 projection.
 
-Serving (eval mode, no autograd) caches what the parameters determine, and drops an entry whenever a parameter it
-depends on changes (in-place update, reload, move, cast) and on ``train()``:
-- each task's projected embedding per (layer, position): ``projected_dim`` floats, so a mixed batch only runs the
-  generators;
-- for one-task batches, the generated adapters of the last ``CACHED_TASKS`` tasks (LRU).
-Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats, plus these caches. Inside a model's
-forward pass (``common/passes.py``) the parameters are checked once per pass, not once per layer.
+Serving (eval mode, no autograd) reads the adapters from a bank: per (layer, position), every task's folded
+adapter, generated the first time the task is served (with the other tasks missing then) and kept while the
+parameters it came from are unchanged (same storage, version and dtype: an optimizer step, a reload, a move or a cast
+is seen; ``train()`` empties it). A one-task batch then runs on views of its row, a mixed batch gathers each example's
+row and runs one batched matmul per projection, with no generation at all. The bank holds every task when they fit in
+``cache_bytes`` (``CACHE_BYTES``, 128 MiB, by default; :meth:`HyperNetwork.bank_task_bytes` per task, 462 KB for
+the embedded MiniLM), else its rows go to the tasks most recently served; a batch holding more tasks than it has rows
+is generated for that batch alone. Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats,
+plus the bank (set ``cache_bytes = 0`` for none). A row's rounding depends on the tasks generated with it, so a
+served output may differ from one served before the row was last refilled in its last bits. Inside a model's forward
+pass (``common/passes.py``) the parameters are checked once per pass, not once per layer.
 
 The conditional layer norm is folded into the down projection, so the activations of a large batch are never
-normalised in a pass of their own: ``W (gamma * (h - mu) / sigma + beta) + c = (W diag(gamma) h - mu W gamma) / sigma
-+ (W beta + c)``, with ``mu`` and ``sigma`` the per-token mean and standard deviation (two reductions over ``h``).
-A few rows (a decoding step) are normalised by ``F.layer_norm`` and projected with the same folded weights.
+normalised in a pass of their own: ``W (gamma * (h - mu) / sigma + beta) + c = W' h / sigma + (W beta + c)``, with
+``W' = W diag(gamma)`` centred (its rows' means taken out, which takes out ``mu``) and ``sigma`` each token's
+standard deviation (two reductions over ``h``). A few rows (a decoding step) are normalised by ``F.layer_norm`` and
+projected with the same folded weights. The up projection's bias rides in its matrix (a column of ones on the
+activations), so the adapter's output is added into the sub-block's output by the matmul itself.
 
 With ``init_weights`` ``"mam_adapter"`` / ``"lora"`` (the default) the up-projection generators start at zero, so
 every adapter starts as the identity; ``"bert"`` / ``"houlsby"`` draw them too (a non-identity start).
@@ -44,12 +50,11 @@ LN_EPS = 1e-5  # F.layer_norm's default, which the conditional layer norm used b
 # F.layer_norm's one op beats the folded form's dozen (on the 2-core CPU, d=576: 6 vs 24 us for one row, 76 vs 69
 # for 256).
 FOLD_FROM_ROWS = 128
+CACHE_BYTES = 128 * 2**20  # the serving bank's default budget, every (layer, position) together
 
 
 class HyperNetwork(nn.Module):
     """Hyperformer++'s shared hypernetwork: generates every (task, layer, position) adapter of a model."""
-
-    CACHED_TASKS = 16  # one-task batches in eval mode keep this many tasks' generated adapters (LRU)
 
     def __init__(
         self,
@@ -102,9 +107,11 @@ class HyperNetwork(nn.Module):
         if init_weights not in ("mam_adapter", "lora"):
             init_projection(self.up_weight.weight, "up", init_weights)
         self.act = get_activation(non_linearity.lower())
-        self._cache: OrderedDict = OrderedDict()  # (task, layer, position) -> (state, folded weights)
-        self._rows: dict = {}  # (layer, position) -> (state, {task: (state, projected embedding)})
-        self._pass_states: dict = {}  # what `_state` read -> (forward pass token, state), see `_state_in_pass`
+        self.cache_bytes = CACHE_BYTES  # the serving bank's budget (see the module's docstring)
+        self._bank: dict = {}  # (layer, position) -> (shared state, {name: tensor (rows, ...)}, (task, state) per row)
+        self._row_of: OrderedDict = OrderedDict()  # task -> its row in every slot of the bank, least recent first
+        self._capacity = 0  # rows of the bank as allocated
+        self._pass_memo: dict = {}  # name -> (forward pass token, key, value), see `_in_pass`
 
     # -- tasks ---------------------------------------------------------------------------------------------------
     def add_task(self, name: str) -> nn.Parameter:
@@ -142,7 +149,7 @@ class HyperNetwork(nn.Module):
             weights["ln_bias"] = self.ln_bias(z)
         return weights
 
-    # -- serving caches (eval mode, no autograd) -----------------------------------------------------------------
+    # -- serving bank (eval mode, no autograd) ----------------------------------------------------------------------
     def _state(self, params: Sequence[torch.Tensor]) -> tuple | None:
         """What a cached value made from ``params`` depends on, or ``None`` when nothing may be cached: training,
         autograd, or a parameter that is an inference tensor (its in-place changes are not recorded)."""
@@ -158,68 +165,94 @@ class HyperNetwork(nn.Module):
         generators = [self.down_weight, self.down_bias, self.up_weight, self.up_bias]
         return generators + ([self.ln_weight, self.ln_bias] if self.conditional_layer_norm else [])
 
-    # Read on every call when serving, so read directly from the modules' registries: the parameters as they are now
+    # Read on every pass when serving, so read directly from the modules' registries: the parameters as they are now
     # (a parameter replaced by a load or a cast is seen at once), without `parameters()`' walk of the module tree.
     def _shared_params(self) -> list[torch.Tensor]:
         """Every parameter but the task embeddings."""
         return _own_parameters(self._projector_modules() + self._generator_modules())
 
-    def _projector_params(self) -> list[torch.Tensor]:
-        return _own_parameters(self._projector_modules())
+    def _in_pass(self, name: str, token: object | None, compute: Callable[[], object], key: object = None):
+        """``compute()``, once per forward pass ``token`` (:mod:`..common.passes`) and ``key``; every call when
+        ``token`` is ``None``."""
+        if token is not None:
+            memo = self._pass_memo.get(name)
+            if memo is not None and memo[0] is token and memo[1] is key:
+                return memo[2]
+        value = compute()
+        if token is not None:
+            self._pass_memo[name] = (token, key, value)
+        return value
 
-    def _state_in_pass(self, name: tuple, params: Callable[[], list[torch.Tensor]], token: object | None):
-        """``_state(params())``, read once per forward pass ``token`` (:mod:`..common.passes`) and reused by the
-        pass's other layers; every call when ``token`` is ``None``. Training and autograd never cache, memo or not."""
+    def bank_task_bytes(self) -> int:
+        """Bytes one task takes in the serving bank: its folded adapter at every (layer, position)."""
+        d, b = self.hidden_size, self.bottleneck_size
+        per_slot = (2 * b + 1) * d + b  # the folded down weight and its bias, the up weight with its bias row
+        slots = self.layer_embeddings.num_embeddings * len(self.positions)
+        return per_slot * slots * self.layer_embeddings.weight.element_size()
+
+    def bank_capacity(self) -> int:
+        """How many tasks' adapters the serving bank holds: every task's when they fit in ``cache_bytes``."""
+        return min(len(self.tasks), self.cache_bytes // self.bank_task_bytes())
+
+    def _rows_for(self, routing: Routing) -> tuple | None:
+        """The bank rows of the tasks present (least recently used rows are reassigned), each example's row, and
+        each present task's state; ``None`` when the bank cannot serve this batch."""
+        capacity = self.bank_capacity()
+        if self.training or torch.is_grad_enabled() or not 0 < len(routing.present) <= capacity:
+            return None
+        states = [self._state([self.task_embeddings[t]]) for t in routing.present]
+        if None in states:
+            return None
+        if capacity != self._capacity:  # tasks were added, or the budget or the dtype changed
+            self._bank.clear()
+            self._row_of.clear()
+            self._capacity = capacity
+        for task in routing.present:
+            if task in self._row_of:
+                self._row_of.move_to_end(task)
+        for task in routing.present:  # the least recent rows are never those of tasks present
+            if task not in self._row_of:
+                free = len(self._row_of)
+                self._row_of[task] = free if free < capacity else self._row_of.popitem(last=False)[1]
+        rows = [self._row_of[t] for t in routing.present]
+        return rows, torch.tensor(rows, device=routing.ids.device).index_select(0, routing.inverse), states
+
+    def _from_bank(self, routing: Routing, layer: int, position: str, token: object | None) -> dict | None:
+        """Each example's folded adapter, stacked (a mixed batch) or the one task's (a one-task batch), read from
+        the serving bank and generated there first for the tasks whose row is missing or stale; ``None`` when not
+        serving (training, autograd, inference-tensor parameters) or when the batch holds more tasks than the bank."""
         if self.training or torch.is_grad_enabled():
             return None
-        if token is not None:
-            memo = self._pass_states.get(name)
-            if memo is not None and memo[0] is token:
-                return memo[1]
-        state = self._state(params())
-        if token is not None:
-            self._pass_states[name] = (token, state)
-        return state
-
-    def _projected(self, routing: Routing, layer: int, position: str, token: object | None = None) -> torch.Tensor:
-        """Each example's projected embedding ``(batch, projected_dim)``; when serving, each task's is computed once
-        per (layer, position) and kept."""
-        shared = self._state_in_pass(("projector",), self._projector_params, token)
-        states = {
-            t: self._state_in_pass(("task", t), lambda t=t: [self.task_embeddings[t]], token) for t in routing.present
-        } if shared else {}  # fmt: skip
-        if shared is None or None in states.values():
-            return self._embed(routing.unique, layer, position).index_select(0, routing.inverse)
-        key = (layer, position)
-        if key not in self._rows or self._rows[key][0] != shared:
-            self._rows[key] = (shared, {})
-        rows = self._rows[key][1]
-        stale = [t for t, state in states.items() if t not in rows or rows[t][0] != state]
+        shared = self._in_pass("shared", token, lambda: self._state(self._shared_params()))
+        found = self._in_pass("rows", token, lambda: self._rows_for(routing), routing) if shared else None
+        if found is None:
+            return None
+        rows, example_rows, states = found
+        tensors, held = self._slot(layer, position, shared)
+        held_now = list(zip(routing.present, states, strict=True))
+        stale = [i for i, row in enumerate(rows) if held[row] != held_now[i]]
         if stale:
-            for t, z in zip(stale, self._embed(torch.tensor(stale), layer, position), strict=True):
-                rows[t] = (states[t], z)
-        return torch.stack([rows[t][1] for t in routing.present]).index_select(0, routing.inverse)
+            folded = self._fold(self.generate(torch.tensor([routing.present[i] for i in stale]), layer, position))
+            index = torch.tensor([rows[i] for i in stale], device=example_rows.device)
+            with torch.inference_mode(False):  # bank tensors stay writable outside inference mode too
+                for name, value in folded.items():
+                    if name not in tensors:
+                        tensors[name] = value.new_empty((self._capacity, *value.shape[1:]))
+            for name, value in folded.items():
+                tensors[name].index_copy_(0, index, value)
+            for i in stale:
+                held[rows[i]] = held_now[i]
+        if routing.single is not None:
+            return {name: value[rows[0]] for name, value in tensors.items()}
+        return {name: value.index_select(0, example_rows) for name, value in tensors.items()}
 
-    def _folded_one(
-        self, task: int, layer: int, position: str, token: object | None = None
-    ) -> dict[str, torch.Tensor]:
-        """One task's folded adapter (:meth:`_fold`), unstacked; kept when serving for the last ``CACHED_TASKS``
-        tasks, while the parameters it was generated from are unchanged (same storage, version, dtype)."""
-        params = lambda: [*self._shared_params(), self.task_embeddings[task]]  # noqa: E731
-        state = self._state_in_pass(("one", task), params, token)
-        key = (task, layer, position)
-        hit = self._cache.get(key) if state is not None else None
-        if hit is None or hit[0] != state:
-            folded = self._fold(self.generate(torch.tensor([task]), layer, position))
-            hit = (state, {k: v[0] for k, v in folded.items()})
-            if state is None:
-                return hit[1]
-            self._cache[key] = hit
-            slots = self.layer_embeddings.num_embeddings * len(self.positions)
-            while len(self._cache) > self.CACHED_TASKS * slots:
-                self._cache.popitem(last=False)
-        self._cache.move_to_end(key)
-        return hit[1]
+    def _slot(self, layer: int, position: str, shared: tuple) -> tuple[dict, list]:
+        """The bank's tensors at (layer, position) and, per row, the (task, state) it holds; emptied when a shared
+        parameter changed."""
+        slot = self._bank.get((layer, position))
+        if slot is None or slot[0] != shared:
+            slot = self._bank[(layer, position)] = (shared, {}, [None] * self._capacity)
+        return slot[1], slot[2]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # hf_adapter_kit 0.1.0 saved the task embeddings by name (`task_embeddings.<task>`); now by position
@@ -230,71 +263,96 @@ class HyperNetwork(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def train(self, mode: bool = True):
-        self._cache.clear()
-        self._rows.clear()
-        self._pass_states.clear()
+        self._bank.clear()
+        self._row_of.clear()
+        self._pass_memo.clear()
         return super().train(mode)
 
     # -- the adapter -----------------------------------------------------------------------------------------------
     def _fold(self, w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Stacked generated weights with the conditional layer norm folded into the down projection:
-        ``down_weight`` becomes ``W diag(gamma)``, ``down_bias`` ``W beta + c``, and ``down_sum`` (the new weight's
-        row sums, ``W gamma``) takes the mean out. Without the conditional layer norm, the weights as generated."""
+        """Stacked generated weights in the form the adapter computes with.
+
+        The conditional layer norm is folded into the down projection: with ``W' = W diag(gamma)`` centred (each row
+        minus its mean, so that ``W' h = W diag(gamma) (h - mu)``), ``down(LN(h)) = W' h / sigma + (W beta + c)``.
+        The up projection is one matrix ``up = [W_up^T; b_up]`` ``(k, b + 1, d)``: its bias is a last row, which
+        multiplies a column of ones. So it is one matmul, which can add its output into another tensor."""
+        up = torch.cat([w["up_weight"].transpose(1, 2), w["up_bias"].unsqueeze(1)], dim=1)
         if not self.conditional_layer_norm:
-            return w
-        gamma_beta = torch.stack([w["ln_weight"], w["ln_bias"]], dim=2)  # (k, d, 2)
-        down_sum, beta_part = torch.bmm(w["down_weight"], gamma_beta).unbind(2)
+            return {"down_weight": w["down_weight"], "down_bias": w["down_bias"], "up": up}
+        scaled = w["down_weight"] * w["ln_weight"].unsqueeze(1)
+        beta_part = torch.bmm(w["down_weight"], w["ln_bias"].unsqueeze(2)).squeeze(2)
         return {
-            "down_weight": w["down_weight"] * w["ln_weight"].unsqueeze(1),
+            "down_weight": scaled - scaled.mean(-1, keepdim=True),
             "down_bias": w["down_bias"] + beta_part,
-            "down_sum": down_sum,
-            "up_weight": w["up_weight"],
-            "up_bias": w["up_bias"],
+            "up": up,
         }
 
-    def _normalised_down(self, hidden: torch.Tensor, projected: torch.Tensor, w: dict[str, torch.Tensor]):
-        """``projected`` (``hidden`` times the folded down weight) turned into the down projection of the layer-normed
-        ``hidden``: ``(projected - mu * down_sum) / sigma + down_bias``, per token."""
-        mean = hidden.mean(-1, keepdim=True, dtype=torch.float32)
+    def _normalised_down(self, hidden: torch.Tensor, projected: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``projected`` (``hidden`` times the centred folded down weight) divided by each token's standard deviation,
+        plus ``bias``: the down projection of the layer-normed ``hidden``. With ``m`` the sum of a token's ``d``
+        values and ``s`` the sum of their squares, ``d var = s - m^2 / d``, so ``1 / sigma = sqrt(d) / sqrt(s - m^2
+        / d + d eps)``: two reductions over ``hidden``, in float32, and a few ops on one number per token."""
+        d = hidden.shape[-1]
+        total = hidden.sum(-1, keepdim=True, dtype=torch.float32)
         if hidden.requires_grad:  # the norm's gradient is undefined at 0; the squares' is not
-            mean_square = hidden.float().square().mean(-1, keepdim=True)
+            squares = hidden.float().square().sum(-1, keepdim=True)
         else:  # one read of the activations, no write
-            mean_square = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square()
-            mean_square = mean_square / hidden.shape[-1]
-        inv_std = torch.rsqrt((mean_square - mean.square()).clamp_min(0) + LN_EPS).to(hidden.dtype)
-        down_sum, down_bias = w["down_sum"], w["down_bias"]
-        # one adapter per example: (batch, out) -> (batch, 1, out) against (batch, tokens, out)
-        if down_sum.dim() == 2:
-            down_sum, down_bias = down_sum.unsqueeze(1), down_bias.unsqueeze(1)
-        return torch.addcmul(down_bias, projected - mean.to(hidden.dtype) * down_sum, inv_std)
+            squares = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square()
+        inv = torch.rsqrt(torch.addcmul(squares, total, total, value=-1 / d).clamp_min(0) + d * LN_EPS)
+        if bias.dim() == 2:  # one adapter per example: (batch, out) -> (batch, 1, out) against (batch, tokens, out)
+            bias = bias.unsqueeze(1)
+        return torch.addcmul(bias, projected, inv.to(hidden.dtype), value=math.sqrt(d))
 
     def _down(self, hidden: torch.Tensor, w: dict[str, torch.Tensor], linear) -> torch.Tensor:
         """The down projection of the task-normed ``hidden`` with folded weights ``w``; ``linear`` is ``F.linear``
         (one adapter) or :func:`per_example_linear` (one per example). A few rows (decoding) are normalised by
-        ``F.layer_norm``, one op instead of the folded form's dozen small ones; the same result either way."""
+        ``F.layer_norm``, one op instead of the folded form's handful of small ones; the same result either way."""
         if not self.conditional_layer_norm:
             return linear(hidden, w["down_weight"], w["down_bias"])
         if hidden.numel() <= FOLD_FROM_ROWS * hidden.shape[-1]:
             return linear(F.layer_norm(hidden, hidden.shape[-1:], eps=LN_EPS), w["down_weight"], w["down_bias"])
-        return self._normalised_down(hidden, linear(hidden, w["down_weight"], None), w)
+        return self._normalised_down(hidden, linear(hidden, w["down_weight"], None), w["down_bias"])
 
     def adapter(
-        self, hidden: torch.Tensor, layer: int, position: str, routing: Routing, pass_token: object | None = None
+        self,
+        hidden: torch.Tensor,
+        layer: int,
+        position: str,
+        routing: Routing,
+        pass_token: object | None = None,
+        into: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``up(act(down(LN_task(h))))`` with generated weights, each example with its own task's weights.
+        """``up(act(down(LN_task(h))))`` with generated weights, each example with its own task's weights; plus
+        ``into`` (a tensor of the output's shape) when given, added by the up projection's matmul itself.
 
-        A one-task batch uses that task's (cached) weights; a mixed batch generates every example's weights in one
-        call and runs one batched matmul per projection. ``pass_token`` names the model's forward pass (see
-        :mod:`..common.passes`): the caches are then checked once per pass instead of once per call.
+        Serving reads the weights from the bank (one gather for a mixed batch, a view for a one-task batch);
+        otherwise they are generated for the tasks present in one call. A mixed batch runs one batched matmul per
+        projection. ``pass_token`` names the model's forward pass (see :mod:`..common.passes`): the bank is then
+        checked once per pass instead of once per call.
         """
-        task = routing.single
-        if task is not None:
-            w = _in_dtype(self._folded_one(task, layer, position, pass_token), hidden.dtype)
-            return F.linear(self.act(self._down(hidden, w, F.linear)), w["up_weight"], w["up_bias"])
-        # each example's projected embedding, then its weights: the generators are cheap next to the matmuls
-        projected = self._projected(routing, layer, position, pass_token)
-        w = _in_dtype(self._fold(self._weights(projected)), hidden.dtype)
-        return per_example_linear(self.act(self._down(hidden, w, per_example_linear)), w["up_weight"], w["up_bias"])
+        w = self._from_bank(routing, layer, position, pass_token)
+        if w is None:
+            w = self._fold(self.generate(routing.unique, layer, position))
+            if routing.single is not None:
+                w = {name: value[0] for name, value in w.items()}
+            else:
+                w = {name: value.index_select(0, routing.inverse) for name, value in w.items()}
+        w = _in_dtype(w, hidden.dtype)
+        linear = F.linear if w["up"].dim() == 2 else per_example_linear
+        down = self.act(self._down(hidden, w, linear))
+        return _up(torch.cat([down, down.new_ones(*down.shape[:-1], 1)], dim=-1), w["up"], into)
+
+
+def _up(act: torch.Tensor, up: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor:
+    """``act @ up`` (``+ into``): ``up`` is ``(in, out)``, or ``(batch, in, out)`` with one matrix per example."""
+    out_features = up.shape[-1]
+    flat = act.reshape(-1, act.shape[-1]) if up.dim() == 2 else act.reshape(act.shape[0], -1, act.shape[-1])
+    out_shape = (*act.shape[:-1], out_features)
+    if into is None or into.shape != out_shape or into.dtype != up.dtype:
+        out = (torch.mm if up.dim() == 2 else torch.bmm)(flat, up).view(out_shape)
+        return out if into is None else into + out.to(into.dtype)
+    out = (torch.addmm if up.dim() == 2 else torch.baddbmm)(into.reshape(*flat.shape[:-1], out_features), flat, up)
+    return out.view(out_shape)
 
 
 def _own_parameters(modules: list[nn.Module]) -> list[torch.Tensor]:
@@ -302,7 +360,7 @@ def _own_parameters(modules: list[nn.Module]) -> list[torch.Tensor]:
 
 
 def _in_dtype(weights: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    if weights["up_weight"].dtype == dtype:
+    if weights["up"].dtype == dtype:
         return weights
     return {k: v.to(dtype) for k, v in weights.items()}
 

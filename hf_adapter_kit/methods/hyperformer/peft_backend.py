@@ -63,9 +63,12 @@ class HyperformerLayer(KitLayer):
         return self._hypernets[adapter_name].layer_embeddings.weight.dtype
 
     def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        return self.add_delta(adapter_name, source, None)
+
+    def add_delta(self, adapter_name: str, source: torch.Tensor, result: torch.Tensor | None) -> torch.Tensor:
         hypernet = self._hypernets[adapter_name]
         route = routing(hypernet.tasks, source.shape[0], source.device)
-        return hypernet.adapter(source, self.layer_index, self.position, route, current_pass())
+        return hypernet.adapter(source, self.layer_index, self.position, route, current_pass(), into=result)
 
     def _get_available_adapters(self) -> set[str]:
         return set(self._hypernets)

@@ -1,0 +1,152 @@
+"""Hyperformer++'s serving bank (``HyperNetwork._from_bank``): every task's generated adapter, kept while the
+parameters it came from are unchanged, rows reassigned least-recently-used beyond the budget, never used in training
+or under autograd; and the up projection that adds its output into a given tensor.
+
+Every served output is compared with the adapter as written (``tests/test_custom_methods._reference_adapter``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_adapter_kit.methods.common.routing import Routing
+from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
+from tests.test_custom_methods import _net_with_drawn_generators, _reference_adapter
+
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _counting(net: HyperNetwork, monkeypatch) -> list[list[int]]:
+    """The tasks of each ``generate`` call the network makes from now on."""
+    calls: list[list[int]] = []
+    original = net.generate
+    monkeypatch.setattr(net, "generate", lambda tasks, *args: calls.append(tasks.tolist()) or original(tasks, *args))
+    return calls
+
+
+def _serve(net: HyperNetwork, hidden: torch.Tensor, tasks: list[int], calls: list | None = None) -> torch.Tensor:
+    out = net.adapter(hidden, 1, "ffn", Routing(torch.tensor(tasks)))
+    made = len(calls) if calls is not None else 0
+    torch.testing.assert_close(out, _reference_adapter(net, hidden, tasks, 1, "ffn"), **TOL)
+    if calls is not None:
+        del calls[made:]  # the reference's own generation
+    return out
+
+
+def test_the_bank_serves_generated_weights_until_something_changes(monkeypatch):
+    net = _net_with_drawn_generators(tasks=list("ab")).eval()
+    calls = _counting(net, monkeypatch)
+    hidden = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        first = _serve(net, hidden, [0, 0], calls)
+        assert torch.equal(_serve(net, hidden, [0, 0], calls), first) and calls == [[0]]  # generated once, then read
+        net.up_bias.bias.add_(0.5)  # an optimizer step or a reload changes a parameter in place
+        second = _serve(net, hidden, [0, 0], calls)
+        assert len(calls) == 2 and not torch.allclose(second, first)
+    net.train()
+    with torch.no_grad():
+        net.adapter(hidden, 1, "ffn", Routing(torch.tensor([0, 0])))
+        net.adapter(hidden, 1, "ffn", Routing(torch.tensor([0, 0])))
+    assert len(calls) == 4 and not net._bank  # training mode never keeps anything
+    net.eval()
+    net.adapter(hidden, 1, "ffn", Routing(torch.tensor([0, 0])))
+    assert len(calls) == 5  # neither does autograd, whose graph must reach the generators
+
+
+def test_a_mixed_batch_generates_only_the_tasks_missing_or_changed(monkeypatch):
+    net = _net_with_drawn_generators(tasks=list("abcd")).eval()
+    calls = _counting(net, monkeypatch)
+    hidden = torch.randn(4, 3, 8)
+    with torch.no_grad():
+        _serve(net, hidden, [0, 1, 0, 1], calls)
+        _serve(net, hidden, [3, 1, 3, 1], calls)
+        assert calls == [[0, 1], [3]]
+        before = _serve(net, hidden, [3, 1, 3, 1], calls)
+        net.task_embeddings[3].add_(1.0)  # only task 3's rows are generated again
+        after = _serve(net, hidden, [3, 1, 3, 1], calls)
+        assert calls[2:] == [[3]]
+        torch.testing.assert_close(after[1], before[1])
+        assert not torch.allclose(after[0], before[0])
+        net.projector[2].bias.add_(1.0)  # a shared parameter: every row goes
+        _serve(net, hidden, [3, 1, 3, 1], calls)
+        assert calls[3:] == [[1, 3]]
+
+
+def test_beyond_its_budget_the_bank_reuses_the_least_recently_used_rows(monkeypatch):
+    net = _net_with_drawn_generators(tasks=list("abcd")).eval()
+    per_task = net.bank_task_bytes()
+    assert net.bank_capacity() == 4  # the default budget holds them all
+    net.cache_bytes = 2 * per_task + 1
+    assert net.bank_capacity() == 2
+    calls = _counting(net, monkeypatch)
+    hidden = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        for task in (0, 1, 0, 2, 1):  # task 2 takes task 1's row, then task 1 takes task 0's
+            _serve(net, hidden, [task, task], calls)
+        assert list(net._row_of) == [2, 1] and calls == [[0], [1], [2], [1]]
+        _serve(
+            net, hidden.repeat(2, 1, 1), [0, 1, 2, 1], calls
+        )  # more tasks than rows: generated for this batch, the bank untouched
+        assert calls[4:] == [[0, 1, 2]] and list(net._row_of) == [2, 1]
+    held = sum(t.numel() * t.element_size() for slot in net._bank.values() for t in slot[1].values())
+    assert held == len(net._bank) * 2 * per_task // (net.layer_embeddings.num_embeddings * len(net.positions))
+
+
+def test_a_budget_of_zero_serves_everything_generated():
+    net = _net_with_drawn_generators(tasks=list("ab")).eval()
+    net.cache_bytes = 0
+    with torch.no_grad():
+        _serve(net, torch.randn(2, 3, 8), [0, 1])
+        _serve(net, torch.randn(2, 3, 8), [1, 1])
+    assert not net._bank and net.bank_capacity() == 0
+
+
+def test_a_bank_filled_under_inference_mode_is_refilled_outside_it():
+    net = _net_with_drawn_generators(tasks=list("ab")).eval()
+    hidden = torch.randn(2, 3, 8)
+    with torch.inference_mode():
+        _serve(net, hidden, [0, 1])
+    with torch.no_grad():
+        net.task_embeddings[1].add_(1.0)
+        _serve(net, hidden, [0, 1])  # writes a stale row of tensors made under inference mode: must not raise
+        _serve(net, hidden, [1, 1])
+
+
+def test_a_hypernetwork_built_under_inference_mode_serves_uncached():
+    with torch.inference_mode():  # its parameters are inference tensors: they keep no version counter
+        net = _net_with_drawn_generators(tasks=list("ab")).eval()
+        hidden = torch.randn(2, 3, 8)
+        before = _serve(net, hidden, [0, 1])
+        net.up_weight.bias.add_(0.5)
+        after = _serve(net, hidden, [0, 1])
+    assert not net._bank and not torch.allclose(before, after)
+
+
+def test_new_tasks_and_dtypes_get_a_new_bank():
+    net = _net_with_drawn_generators(tasks=list("ab")).eval()
+    hidden = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        _serve(net, hidden, [0, 1])
+        net.add_task("c")
+        _serve(net, hidden, [2, 0])
+        assert net._capacity == 3
+        net.double()
+        out = net.adapter(hidden.double(), 1, "ffn", Routing(torch.tensor([2, 0])))
+    assert out.dtype == torch.float64 and next(iter(net._bank.values()))[1]["up"].dtype == torch.float64
+
+
+@pytest.mark.parametrize("tasks", [[1, 1], [0, 1]], ids=["one task", "mixed"])
+@pytest.mark.parametrize("grad", [False, True], ids=["serving", "autograd"])
+def test_the_output_added_into_a_tensor_is_the_output_plus_that_tensor(tasks, grad):
+    net = _net_with_drawn_generators(tasks=list("ab")).eval()
+    hidden, into = torch.randn(2, 3, 8), torch.randn(2, 3, 8)
+    route = Routing(torch.tensor(tasks))
+    with torch.set_grad_enabled(grad):
+        expected = net.adapter(hidden, 0, "attention", route) + into
+        torch.testing.assert_close(net.adapter(hidden, 0, "attention", route, into=into), expected, **TOL)
+        half = into.half()  # another dtype: added after the matmul, in the tensor's own dtype
+        added = net.adapter(hidden, 0, "attention", route, into=half)
+    assert added.dtype == torch.float16 and torch.equal(into.half(), half)
+    torch.testing.assert_close(added.float(), expected, rtol=1e-2, atol=1e-2)
