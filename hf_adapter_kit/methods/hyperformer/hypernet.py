@@ -11,7 +11,7 @@ adapter, generated the first time the task is served (with the other tasks missi
 parameters it came from are unchanged (same storage, version and dtype: an optimizer step, a reload, a move or a cast
 is seen; ``train()`` empties it). A one-task batch then runs on views of its row, a mixed batch gathers each example's
 row and runs one batched matmul per projection, with no generation at all. The bank holds every task when they fit in
-``cache_bytes`` (``CACHE_BYTES``, 128 MiB, by default; :meth:`HyperNetwork.bank_task_bytes` per task, 462 KB for
+``cache_bytes`` (``CACHE_BYTES``, 128 MiB, by default; :meth:`HyperNetwork.bank_task_bytes` per task, 461 KB for
 the embedded MiniLM), else its rows go to the tasks most recently served; a batch holding more tasks than it has rows
 is generated for that batch alone. Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats,
 plus the bank (set ``cache_bytes = 0`` for none). A row's rounding depends on the tasks generated with it, so a
