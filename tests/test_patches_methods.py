@@ -8,7 +8,7 @@ import adapters
 import peft
 import pytest
 from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP, AdapterConfig
-from adapters.context import ForwardContext
+from adapters.context import AdapterSetup, ForwardContext
 from adapters.loading import AdapterLoader
 from adapters.methods.bottleneck import BottleneckLayer
 from adapters.methods.modeling import Adapter, ParallelAdapter
@@ -102,7 +102,7 @@ def test_peft_forwards_take_task_ids_and_are_wrapped():
 def test_adapters_is_the_version_the_patch_was_written_against():
     assert adapters.__version__.startswith(adapters_methods.WRITTEN_AGAINST), (
         f"patches/adapters_methods.py was written against adapters {adapters_methods.WRITTEN_AGAINST}.x; "
-        f"{adapters.__version__} is installed: re-check the four patched entry points, then update it."
+        f"{adapters.__version__} is installed: re-check the ten patched entry points, then update it."
     )
     assert list(inspect.signature(adapters_methods._original["add_adapter"]).parameters) == [
         "self",
@@ -118,6 +118,12 @@ def test_adapters_is_the_version_the_patch_was_written_against():
     assert "normalize_weights" in average
     assert list(inspect.signature(adapters_methods._original["vslice"]).parameters) == ["self", "state", "slice_obj"]
     assert "self.vslice(" in inspect.getsource(BottleneckLayer.compose_batch_split)  # BatchSplit slices through it
+    # patch 3 hands kit modules the layer's adapters_config, where Hyperformer++ finds the active setup: a Fuse reads
+    # each adapter's output alone (bottleneck_up), and Parallel / BatchSplit concatenate it
+    assert "state.bottleneck_up for state in children_states" in inspect.getsource(BottleneckLayer.compose_fuse)
+    assert "bottleneck_up" in inspect.getsource(BottleneckLayer.pad_and_concat)
+    assert "adapter_setup = self.adapters_config.active_setup" in inspect.getsource(BottleneckLayer.get_active_setup)
+    assert AdapterSetup.get_context_adapter_setup() is None  # outside any `with AdapterSetup(...)`
     # average_adapter still averages no shared weights but PHM's and VeRA's (else the wrapper may be obsolete)
     assert "_average_shared_parameters" in inspect.getsource(adapters_methods._original["average_adapter"])
     assert "task_ids" in ForwardContext.context_args  # how task_ids reach the layers
