@@ -257,8 +257,7 @@ def bank_bytes(model: torch.nn.Module) -> int:
     """Bytes held by Hyperformer++'s serving banks in ``model`` (part of its resident memory)."""
     from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
 
-    banks = [net._bank for net in model.modules() if isinstance(net, HyperNetwork)]
-    return sum(t.numel() * t.element_size() for bank in banks for slot in bank.values() for t in slot[1].values())
+    return sum(net.bank_bytes() for net in model.modules() if isinstance(net, HyperNetwork))
 
 
 def measure_memory(args: argparse.Namespace, n: int) -> dict:

@@ -221,14 +221,19 @@ def test_hyperformer_adds_into_the_residual_what_it_would_hand_back_alone(tiny_m
     assert kit_modules and all(m.adapters_config is model.adapters_config for m in kit_modules)  # patch 3
     seen = []
     original = adapters_backend.output_alone_needed
-    monkeypatch.setattr(adapters_backend, "output_alone_needed", lambda *a: seen.append(original(*a)) or seen[-1])
+
+    def recorded(*args):
+        seen.append(original(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(adapters_backend, "output_alone_needed", recorded)
     added = logits(model, inputs)
     monkeypatch.setattr(adapters_backend, "output_alone_needed", lambda *a: True)
     torch.testing.assert_close(added, logits(model, inputs))
     assert seen and not any(seen)  # one active adapter: added into the residual
     model.set_active_adapters(Parallel("kh", "kh"))
     seen.clear()
-    monkeypatch.setattr(adapters_backend, "output_alone_needed", lambda *a: seen.append(original(*a)) or seen[-1])
+    monkeypatch.setattr(adapters_backend, "output_alone_needed", recorded)
     logits(model, inputs)
     assert seen and all(seen)
 

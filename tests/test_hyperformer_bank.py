@@ -90,8 +90,9 @@ def test_beyond_its_budget_the_bank_reuses_the_least_recently_used_rows(monkeypa
             net, hidden.repeat(2, 1, 1), [0, 1, 2, 1], calls
         )  # more tasks than rows: generated for this batch, the bank untouched
         assert calls[4:] == [[0, 1, 2]] and list(net._row_of) == [2, 1]
-    held = sum(t.numel() * t.element_size() for slot in net._bank.values() for t in slot[1].values())
-    assert held == len(net._bank) * 2 * per_task // (net.layer_embeddings.num_embeddings * len(net.positions))
+    assert net.bank_bytes() == len(net._bank) * 2 * per_task // (
+        net.layer_embeddings.num_embeddings * len(net.positions)
+    )
 
 
 def test_a_budget_of_zero_serves_everything_generated():

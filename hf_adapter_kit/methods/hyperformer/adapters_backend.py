@@ -90,13 +90,16 @@ class HyperformerAdapter(Adapter):
         context = ForwardContext.get_context()  # one per forward call: the pass token of common/passes.py
         hypernet = context.shared_parameters[self.name]
         dtype = hypernet.layer_embeddings.weight.dtype
+        # the residual added by the up projection's matmul itself (into a new tensor: Parallel reuses the residual),
+        # unless a composition reads this adapter's output alone (a Fuse attends over each adapter's output)
+        alone = output_alone_needed(self, context)
         route = current_routing(hypernet.tasks, x)
-        if output_alone_needed(self, context):  # e.g. a Fuse attends over each adapter's output
-            up = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context).to(x.dtype)
-            return up + residual_input, None, up
-        # the residual added by the up projection's matmul itself (a new tensor: Parallel reuses the residual)
-        out = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context, into=residual_input)
-        return out, None, None
+        into = None if alone else residual_input
+        out = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context, into=into)
+        if not alone:
+            return out, None, None
+        up = out.to(x.dtype)
+        return up + residual_input, None, up
 
 
 def build_layer(adapter_name: str, config: HyperformerConfig, layer_idx: int, location_key: str, model_config):

@@ -194,11 +194,15 @@ class HyperNetwork(nn.Module):
         """How many tasks' adapters the serving bank holds: every task's when they fit in ``cache_bytes``."""
         return min(len(self.tasks), self.cache_bytes // self.bank_task_bytes())
 
+    def bank_bytes(self) -> int:
+        """Bytes the serving bank holds now, every (layer, position) together."""
+        return sum(t.numel() * t.element_size() for slot in self._bank.values() for t in slot[1].values())
+
     def _rows_for(self, routing: Routing) -> tuple | None:
         """The bank rows of the tasks present (least recently used rows are reassigned), each example's row, and
         each present task's state; ``None`` when the bank cannot serve this batch."""
         capacity = self.bank_capacity()
-        if self.training or torch.is_grad_enabled() or not 0 < len(routing.present) <= capacity:
+        if not 0 < len(routing.present) <= capacity:  # (training and autograd never get here: `_from_bank`)
             return None
         states = [self._state([self.task_embeddings[t]]) for t in routing.present]
         if None in states:
