@@ -69,6 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory measurement")
+    parser.add_argument(
+        "--allocator",
+        choices=["keep", "glibc"],
+        default="keep",
+        help="keep: freed heap memory stays with the process while timing (see keep_freed_memory); glibc: its defaults",
+    )
     parser.add_argument("--output", default="bench/results/serving-cpu.md")
     parser.add_argument("--memory-of", nargs=2, metavar=("VARIANT", "N"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -218,6 +224,20 @@ def measure_latency(args: argparse.Namespace, n: int, inputs: dict) -> dict:
     }
 
 
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed memory for reuse instead of handing it back to the system (``mallopt``), as a server
+    does with jemalloc or tcmalloc. With glibc's defaults a large freed block goes back to the system (unmapped, or
+    trimmed off the heap) and the next allocation faults every page in afresh: on the 2-core VM about 33,000 page
+    faults per pass of the bare encoder, some 20% of its time, and a number that depends on the heap's history, so
+    that two models doing the same arithmetic differed by up to 8% between runs. Returns whether it was applied."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(libc.mallopt(m_trim_threshold, 2**30))
+
+
 def resident_bytes(device: str) -> int:
     if device.startswith("cuda"):
         sync(device)
@@ -281,6 +301,8 @@ def main(argv=None) -> None:
     from hf_adapter_kit.compare import machine_info
 
     start = time.perf_counter()
+    if args.allocator == "keep" and not keep_freed_memory():
+        raise SystemExit("--allocator keep needs glibc's mallopt; pass --allocator glibc")
     inputs = batch(args)
     results = {}
     for n in args.tasks:
@@ -333,7 +355,13 @@ def markdown(report: dict) -> str:
         "[quartiles]. Memory: growth of the process's resident set (GPU: allocated memory) over the bare encoder's, "
         "built in a fresh process, once every task has been served and after a mixed pass (Hyperformer++'s serving "
         "bank, in brackets, holds generated adapters for at most its budget, 128 MiB by default; its size is counted "
-        "from its tensors).",
+        "from its tensors). "
+        + (
+            "Allocator while timing: glibc told to keep freed memory (`--allocator keep`: no page faults per pass)."
+            if s.get("allocator", "glibc") == "keep"
+            else "Allocator while timing: glibc's defaults (`--allocator glibc`: freed blocks go back to the system "
+            "and each pass faults their pages in again)."
+        ),
         "",
         "| N | variant | latency vs base | median ms | adapter parameters | memory |",
         "|---|---|---|---|---|---|",

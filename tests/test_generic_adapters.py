@@ -195,7 +195,8 @@ def test_composition_with_the_librarys_own_adapters(tiny_model_dirs, method, arc
     model.add_adapter("kh", config=config(method, init_weights="bert", mh_adapter=True, output_adapter=True))
     model.add_adapter("h", config="double_seq_bn")
     setups = [Stack("p", "k"), Stack("k", "p"), Fuse("p", "k"), Fuse("h", "kh"), Parallel("k", "p")]
-    # multi-task parallel second in a Parallel fails in adapters' ParallelAdapter.post_forward (batch 8 against 4)
+    # a parallel adapter second in a Parallel fails in adapters' ParallelAdapter.post_forward, adapters' own par_bn
+    # as much as the kit's (test_a_parallel_adapter_second_in_parallel_fails_as_adapters_own_does)
     setups += [Parallel("p", "k"), Parallel("h", "kh")] if method == "hyperformer" else []
     for setup in setups:
         if isinstance(setup, Fuse):
@@ -209,8 +210,27 @@ def test_composition_with_the_librarys_own_adapters(tiny_model_dirs, method, arc
         model.add_adapter_fusion(Fuse("p", "kh"))
 
 
+@pytest.mark.parametrize("second", ["par_bn", "multitask_parallel"])
+def test_a_parallel_adapter_second_in_parallel_fails_as_adapters_own_does(tiny_model_dirs, second):
+    """adapters 1.3.0: ``Parallel("p", <parallel adapter>)`` replicates the batch, and ``ParallelAdapter.post_forward``
+    then adds the original (unreplicated) sub-block output. Its own ``par_bn`` fails so, and the kit's parallel
+    adapter, which keeps that ``post_forward``, the same way. If adapters fixes it, this fails: test the kit's too."""
+    folder = tiny_model_dirs["bert"]
+    model = model_for(folder)
+    model.add_adapter("p", config="seq_bn")
+    parallel = "par_bn" if second == "par_bn" else config("parallel", init_weights="bert")
+    model.add_adapter("q", config=parallel)
+    model.set_active_adapters(Parallel("p", "q"))
+    with pytest.raises(RuntimeError, match="must match the size"):
+        logits(model, batch(folder))
+
+
 @pytest.mark.parametrize("arch", ["bert", "llama"])
 def test_hyperformer_adds_into_the_residual_what_it_would_hand_back_alone(tiny_model_dirs, monkeypatch, arch):
+    """One adapter active: its output is added into the residual in place (the sub-block's output, read by nothing
+    else); a Stack adds into a new tensor; a composition that reads outputs alone gets them alone. The same logits
+    every way, and the in-place path writes into the very tensor it was given."""
+    from hf_adapter_kit.methods.common import adapters_glue
     from hf_adapter_kit.methods.hyperformer import adapters_backend
 
     inputs = batch(tiny_model_dirs[arch])
@@ -219,23 +239,39 @@ def test_hyperformer_adds_into_the_residual_what_it_would_hand_back_alone(tiny_m
     model.set_active_adapters("kh")
     kit_modules = [m for m in model.modules() if isinstance(m, adapters_backend.HyperformerAdapter)]
     assert kit_modules and all(m.adapters_config is model.adapters_config for m in kit_modules)  # patch 3
-    seen = []
-    original = adapters_backend.output_alone_needed
+    seen, overwritten = [], []
+    original_use, original_forward = adapters_backend.output_use, adapters_backend.HyperformerAdapter.forward
 
     def recorded(*args):
-        seen.append(original(*args))
+        seen.append(original_use(*args))
         return seen[-1]
 
-    monkeypatch.setattr(adapters_backend, "output_alone_needed", recorded)
-    added = logits(model, inputs)
-    monkeypatch.setattr(adapters_backend, "output_alone_needed", lambda *a: True)
-    torch.testing.assert_close(added, logits(model, inputs))
-    assert seen and not any(seen)  # one active adapter: added into the residual
-    model.set_active_adapters(Parallel("kh", "kh"))
-    seen.clear()
-    monkeypatch.setattr(adapters_backend, "output_alone_needed", recorded)
-    logits(model, inputs)
-    assert seen and all(seen)
+    def forward(self, x, residual_input, output_gating=False):
+        out = original_forward(self, x, residual_input, output_gating)
+        overwritten.append(out[0] is residual_input)
+        return out
+
+    monkeypatch.setattr(adapters_backend, "output_use", recorded)
+    monkeypatch.setattr(adapters_backend.HyperformerAdapter, "forward", forward)
+    in_place = logits(model, inputs)
+    assert seen and set(seen) == {adapters_glue.ONLY} and all(overwritten)
+    expected = {}
+    for use in (adapters_glue.ADDED, adapters_glue.ALONE):
+        monkeypatch.setattr(adapters_backend, "output_use", lambda *a, use=use: use)
+        overwritten.clear()
+        expected[use] = logits(model, inputs)
+        assert not any(overwritten)
+        torch.testing.assert_close(in_place, expected[use])
+    monkeypatch.setattr(adapters_backend, "output_use", recorded)
+    overwritten.clear()
+    with_autograd = model(**inputs, **TASKS).logits  # autograd: never in place
+    torch.testing.assert_close(with_autograd.detach(), in_place)
+    assert overwritten and not any(overwritten)
+    for setup, use in ((Stack("kh"), adapters_glue.ONLY), (Parallel("kh", "kh"), adapters_glue.ALONE)):
+        model.set_active_adapters(setup)
+        seen.clear()
+        logits(model, inputs)
+        assert seen and set(seen) == {use}, setup
 
 
 @pytest.mark.parametrize("method", KIT)

@@ -19,6 +19,7 @@ from peft import (
     inject_adapter_in_model,
     set_peft_model_state_dict,
 )
+from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_adapter_kit import AdapterKitError, get_config, list_specs, task_context
@@ -175,6 +176,29 @@ def test_several_adapters_from_one_config(case, tmp_path):
     assert model.active_adapters == ["default_2"]
     assert not [n for n, _ in model.named_parameters() if ".default." in n]
     logits(model, inputs, method)
+
+
+@matrix
+def test_several_active_adapters_add_up_with_and_without_autograd(case):
+    """PEFT's several active adapters (``set_adapter([...])`` on the tuner layers): each adds its output to the layer's. Without
+    autograd the kit's last adapter adds into the layer's output in place; that must not reach the adapter before it
+    (both read the same input), so the outputs equal those of the autograd path, which never writes in place."""
+    method, arch, folder = case
+    config = config_for(method, arch)
+    model = get_peft_model(base_model(folder), config).eval()
+    torch.manual_seed(1)
+    model.add_adapter("other", config)
+    model.eval()
+    for layer in model.modules():  # the classification head (modules_to_save) takes one adapter only
+        if isinstance(layer, BaseTunerLayer):
+            layer.set_adapter(["default", "other"])
+    inputs = batch(folder)
+    both = logits(model, inputs, method)
+    with torch.enable_grad():
+        with_autograd = model(**inputs, **routed(method)).logits.detach()
+    torch.testing.assert_close(both, with_autograd)
+    model.set_adapter("other")
+    assert not torch.allclose(both, logits(model, inputs, method))  # both adapters count
 
 
 @matrix

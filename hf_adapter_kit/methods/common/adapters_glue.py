@@ -60,17 +60,28 @@ def current_routing(tasks: Sequence[str], hidden: torch.Tensor) -> Routing:
     return routing(list(tasks), size, hidden.device, holder=context)
 
 
-def output_alone_needed(module: nn.Module, context: ForwardContext) -> bool:
-    """Whether this forward pass reads each adapter's output alone (``bottleneck_up``): any composition but a single
-    adapter or a ``Stack`` (``Fuse`` attends over those outputs; ``Parallel``, ``BatchSplit`` and ``Average`` carry
-    them along). Asked once per pass; ``module.adapters_config`` is its layer's (handed over when it is built)."""
-    found = context.__dict__.get("_kit_output_alone")
+ALONE, ADDED, ONLY = "alone", "added", "only"
+
+
+def output_use(module: nn.Module, context: ForwardContext) -> str:
+    """How this forward pass uses each adapter's output: ``ALONE`` when a composition reads it alone
+    (``bottleneck_up``: ``Fuse`` attends over the outputs; ``Parallel``, ``BatchSplit`` and ``Average`` carry them
+    along), ``ONLY`` when one adapter is active (``"a"`` or ``Stack("a")``: its residual feeds nothing else), else
+    ``ADDED`` (a ``Stack``). Asked once per pass; ``module.adapters_config`` is its layer's (handed over when it is
+    built)."""
+    found = context.__dict__.get("_kit_output_use")
     if found is None:
         setup = AdapterSetup.get_context_adapter_setup()
         config = getattr(module, "adapters_config", None)
         if setup is None and config is not None:
             setup = config.active_setup
-        found = context.__dict__["_kit_output_alone"] = config is None or not _stacked(setup)
+        if config is None or not _stacked(setup):
+            found = ALONE
+        elif isinstance(setup, str) or (len(setup) == 1 and isinstance(setup[0], str)):
+            found = ONLY
+        else:
+            found = ADDED
+        context.__dict__["_kit_output_use"] = found
     return found
 
 

@@ -151,14 +151,22 @@ class KitLayer(nn.Module, BaseTunerLayer):
         source = result
         if self.reads_block_input:
             source = x if block_input is None else block_input
-        for name in self.active_adapters:
-            if name in self.kit_options:
-                result = self.add_delta(name, self._cast_input_dtype(source, self.compute_dtype(name)), result)
+        names = [name for name in self.active_adapters if name in self.kit_options]
+        # the base layer's output is this layer's own: without autograd, the last adapter may add into it in place
+        # (an earlier one may not: the next adapter reads `source`, which can be that output)
+        owned = not torch.is_grad_enabled()
+        for i, name in enumerate(names):
+            source_in_dtype = self._cast_input_dtype(source, self.compute_dtype(name))
+            result = self.add_delta(name, source_in_dtype, result, overwrite=owned and i == len(names) - 1)
         return result
 
-    def add_delta(self, adapter_name: str, source: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
-        """``result`` plus the adapter's output; a method whose last op is a matmul overrides this to add in it."""
-        return result + self.delta(adapter_name, source, result).to(result.dtype)
+    def add_delta(
+        self, adapter_name: str, source: torch.Tensor, result: torch.Tensor, overwrite: bool = False
+    ) -> torch.Tensor:
+        """``result`` plus the adapter's output, written into ``result`` itself with ``overwrite``; a method whose last
+        op is a matmul overrides this to add in it."""
+        delta = self.delta(adapter_name, source, result).to(result.dtype)
+        return result.add_(delta) if overwrite else result + delta
 
     def delete_adapter(self, adapter_name: str) -> None:
         super().delete_adapter(adapter_name)

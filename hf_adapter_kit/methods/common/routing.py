@@ -105,6 +105,26 @@ def per_example_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out.reshape(*hidden.shape[:-1], weight.shape[1])
 
 
+def matmul_into(
+    act: torch.Tensor, weight: torch.Tensor, into: torch.Tensor | None = None, overwrite: bool = False
+) -> torch.Tensor:
+    """``act @ weight`` (``+ into``, added by the matmul itself; written into ``into`` in place with ``overwrite``,
+    which only its owner may ask, without autograd): ``weight`` is ``(in, out)``, or ``(batch, in, out)`` with one
+    matrix per example. An ``into`` of another shape or dtype is added after the matmul, in its own dtype."""
+    out_features = weight.shape[-1]
+    per_example = weight.dim() == 3
+    flat = act.reshape(act.shape[0], -1, act.shape[-1]) if per_example else act.reshape(-1, act.shape[-1])
+    out_shape = (*act.shape[:-1], out_features)
+    if into is None or into.shape != out_shape or into.dtype != weight.dtype:
+        out = (torch.bmm if per_example else torch.mm)(flat, weight).view(out_shape)
+        return out if into is None else into + out.to(into.dtype)
+    target = into.reshape(*flat.shape[:-1], out_features)
+    if overwrite and into.is_contiguous():  # `target` is then a view of `into`
+        (target.baddbmm_ if per_example else target.addmm_)(flat, weight)
+        return into
+    return (torch.baddbmm if per_example else torch.addmm)(target, flat, weight).view(out_shape)
+
+
 _TASK_IDS: contextvars.ContextVar = contextvars.ContextVar("hf_adapter_kit_task_ids", default=None)
 
 
@@ -178,6 +198,7 @@ __all__ = [
     "Routing",
     "check_tasks",
     "keep_task_context",
+    "matmul_into",
     "per_example_linear",
     "resolve_task_ids",
     "routing",

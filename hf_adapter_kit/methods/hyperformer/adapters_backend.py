@@ -17,11 +17,13 @@ from torch import nn
 
 from ..common import checks
 from ..common.adapters_glue import (
+    ALONE,
+    ONLY,
     bottleneck_size,
     check_bottleneck_options,
     current_routing,
     init_flags,
-    output_alone_needed,
+    output_use,
     positions_of,
 )
 from ..common.weights import seeded
@@ -90,15 +92,19 @@ class HyperformerAdapter(Adapter):
         context = ForwardContext.get_context()  # one per forward call: the pass token of common/passes.py
         hypernet = context.shared_parameters[self.name]
         dtype = hypernet.layer_embeddings.weight.dtype
-        # the residual added by the up projection's matmul itself (into a new tensor: Parallel reuses the residual),
-        # unless a composition reads this adapter's output alone (a Fuse attends over each adapter's output)
-        alone = output_alone_needed(self, context)
         route = current_routing(hypernet.tasks, x)
-        into = None if alone else residual_input
-        out = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context, into=into)
-        if not alone:
+        # The up projection's matmul adds the residual itself, unless a composition reads this adapter's output
+        # alone (a Fuse attends over each adapter's output). With one adapter active, into the residual itself when
+        # it is the sub-block's output (which nothing reads after this adapter: `post_forward` adds its output to
+        # the sub-block's input); else into a new tensor (Parallel and Stack reuse the residual).
+        use = output_use(self, context)
+        if use != ALONE:
+            overwrite = use == ONLY and residual_input is x
+            out = hypernet.adapter(
+                x.to(dtype), self.layer_idx, self.position, route, context, residual_input, overwrite
+            )
             return out, None, None
-        up = out.to(x.dtype)
+        up = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context).to(x.dtype)
         return up + residual_input, None, up
 
 

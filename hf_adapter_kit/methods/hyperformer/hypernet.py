@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import get_activation
 
+from ...errors import invalid
 from ..common.checks import POSITIONS
-from ..common.routing import Routing, per_example_linear
+from ..common.routing import Routing, matmul_into, per_example_linear
 from ..common.weights import init_projection
 
 
@@ -107,6 +108,10 @@ class HyperNetwork(nn.Module):
         if init_weights not in ("mam_adapter", "lora"):
             init_projection(self.up_weight.weight, "up", init_weights)
         self.act = get_activation(non_linearity.lower())
+        # the up projection's bias rides on a constant activation act(1) (see `_fold`)
+        self._act_one = float(self.act(torch.ones(())))
+        if not self._act_one:
+            raise invalid("non_linearity", non_linearity, "an activation that is not zero at 1 (relu, gelu, ...).")
         self.cache_bytes = CACHE_BYTES  # the serving bank's budget (see the module's docstring)
         self._bank: dict = {}  # (layer, position) -> (shared state, {name: tensor (rows, ...)}, (task, state) per row)
         self._row_of: OrderedDict = OrderedDict()  # task -> its row in every slot of the bank, least recent first
@@ -185,8 +190,7 @@ class HyperNetwork(nn.Module):
 
     def bank_task_bytes(self) -> int:
         """Bytes one task takes in the serving bank: its folded adapter at every (layer, position)."""
-        d, b = self.hidden_size, self.bottleneck_size
-        per_slot = (2 * b + 1) * d + b  # the folded down weight and its bias, the up weight with its bias row
+        per_slot = self._packed_rows() * self.hidden_size  # see `_fold`
         slots = self.layer_embeddings.num_embeddings * len(self.positions)
         return per_slot * slots * self.layer_embeddings.weight.element_size()
 
@@ -196,7 +200,7 @@ class HyperNetwork(nn.Module):
 
     def bank_bytes(self) -> int:
         """Bytes the serving bank holds now, every (layer, position) together."""
-        return sum(t.numel() * t.element_size() for slot in self._bank.values() for t in slot[1].values())
+        return sum(t.numel() * t.element_size() for _, t, _ in self._bank.values() if t is not None)
 
     def _rows_for(self, routing: Routing) -> tuple | None:
         """The bank rows of the tasks present (least recently used rows are reassigned), each example's row, and
@@ -221,10 +225,11 @@ class HyperNetwork(nn.Module):
         rows = [self._row_of[t] for t in routing.present]
         return rows, torch.tensor(rows, device=routing.ids.device).index_select(0, routing.inverse), states
 
-    def _from_bank(self, routing: Routing, layer: int, position: str, token: object | None) -> dict | None:
-        """Each example's folded adapter, stacked (a mixed batch) or the one task's (a one-task batch), read from
-        the serving bank and generated there first for the tasks whose row is missing or stale; ``None`` when not
-        serving (training, autograd, inference-tensor parameters) or when the batch holds more tasks than the bank."""
+    def _from_bank(self, routing: Routing, layer: int, position: str, token: object | None) -> torch.Tensor | None:
+        """Each example's packed adapter (:meth:`_fold`), stacked (a mixed batch) or the one task's (a one-task
+        batch), read from the serving bank and generated there first for the tasks whose row is missing or stale;
+        ``None`` when not serving (training, autograd, inference-tensor parameters) or when the batch holds more
+        tasks than the bank."""
         if self.training or torch.is_grad_enabled():
             return None
         shared = self._in_pass("shared", token, lambda: self._state(self._shared_params()))
@@ -232,30 +237,28 @@ class HyperNetwork(nn.Module):
         if found is None:
             return None
         rows, example_rows, states = found
-        tensors, held = self._slot(layer, position, shared)
+        bank, held = self._slot(layer, position, shared)
         held_now = list(zip(routing.present, states, strict=True))
         stale = [i for i, row in enumerate(rows) if held[row] != held_now[i]]
         if stale:
-            folded = self._fold(self.generate(torch.tensor([routing.present[i] for i in stale]), layer, position))
-            index = torch.tensor([rows[i] for i in stale], device=example_rows.device)
-            with torch.inference_mode(False):  # bank tensors stay writable outside inference mode too
-                for name, value in folded.items():
-                    if name not in tensors:
-                        tensors[name] = value.new_empty((self._capacity, *value.shape[1:]))
-            for name, value in folded.items():
-                tensors[name].index_copy_(0, index, value)
+            packed = self._fold(self.generate(torch.tensor([routing.present[i] for i in stale]), layer, position))
+            if bank is None:
+                with torch.inference_mode(False):  # the bank stays writable outside inference mode too
+                    bank = packed.new_empty((self._capacity, *packed.shape[1:]))
+                self._bank[(layer, position)] = (shared, bank, held)
+            bank.index_copy_(0, torch.tensor([rows[i] for i in stale], device=bank.device), packed)
             for i in stale:
                 held[rows[i]] = held_now[i]
         if routing.single is not None:
-            return {name: value[rows[0]] for name, value in tensors.items()}
-        return {name: value.index_select(0, example_rows) for name, value in tensors.items()}
+            return bank[rows[0]]
+        return bank.index_select(0, example_rows)  # one gather of everything each example needs
 
-    def _slot(self, layer: int, position: str, shared: tuple) -> tuple[dict, list]:
-        """The bank's tensors at (layer, position) and, per row, the (task, state) it holds; emptied when a shared
-        parameter changed."""
+    def _slot(self, layer: int, position: str, shared: tuple) -> tuple[torch.Tensor | None, list]:
+        """The bank's tensor at (layer, position) (``None`` until first filled) and, per row, the (task, state) it
+        holds; emptied when a shared parameter changed."""
         slot = self._bank.get((layer, position))
         if slot is None or slot[0] != shared:
-            slot = self._bank[(layer, position)] = (shared, {}, [None] * self._capacity)
+            slot = self._bank[(layer, position)] = (shared, None, [None] * self._capacity)
         return slot[1], slot[2]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -273,23 +276,38 @@ class HyperNetwork(nn.Module):
         return super().train(mode)
 
     # -- the adapter -----------------------------------------------------------------------------------------------
-    def _fold(self, w: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Stacked generated weights in the form the adapter computes with.
+    def _packed_rows(self) -> int:
+        """Rows of ``d`` values one (task, layer, position) adapter takes packed: see :meth:`_fold`."""
+        return 2 * (self.bottleneck_size + 1) + 1
+
+    def _fold(self, w: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Stacked generated weights ``(k, ...)``, packed into one ``(k, 2 (b + 1) + 1, d)`` tensor, in the form
+        the adapter computes with (so a mixed batch gathers each example's adapter in one op):
+
+        - rows ``[0, b]``: the down weight, with a last row of zeros and a bias of one, so the down projection's
+          last output is the constant ``act(1)`` after the activation;
+        - rows ``[b + 1, 2b + 1]``: the up projection ``[W_up^T; b_up / act(1)]``, whose last row is its bias:
+          one matmul, which can add its output into another tensor;
+        - the last row: the down projection's bias in its first ``b + 1`` values.
 
         The conditional layer norm is folded into the down projection: with ``W' = W diag(gamma)`` centred (each row
-        minus its mean, so that ``W' h = W diag(gamma) (h - mu)``), ``down(LN(h)) = W' h / sigma + (W beta + c)``.
-        The up projection is one matrix ``up = [W_up^T; b_up]`` ``(k, b + 1, d)``: its bias is a last row, which
-        multiplies a column of ones. So it is one matmul, which can add its output into another tensor."""
-        up = torch.cat([w["up_weight"].transpose(1, 2), w["up_bias"].unsqueeze(1)], dim=1)
-        if not self.conditional_layer_norm:
-            return {"down_weight": w["down_weight"], "down_bias": w["down_bias"], "up": up}
-        scaled = w["down_weight"] * w["ln_weight"].unsqueeze(1)
-        beta_part = torch.bmm(w["down_weight"], w["ln_bias"].unsqueeze(2)).squeeze(2)
-        return {
-            "down_weight": scaled - scaled.mean(-1, keepdim=True),
-            "down_bias": w["down_bias"] + beta_part,
-            "up": up,
-        }
+        minus its mean, so that ``W' h = W diag(gamma) (h - mu)``), ``down(LN(h)) = W' h / sigma + (W beta + c)``."""
+        k, d, b = w["down_weight"].shape[0], self.hidden_size, self.bottleneck_size
+        down, bias = w["down_weight"], w["down_bias"]
+        if self.conditional_layer_norm:
+            scaled = down * w["ln_weight"].unsqueeze(1)
+            bias = bias + torch.bmm(down, w["ln_bias"].unsqueeze(2)).squeeze(2)
+            down = scaled - scaled.mean(-1, keepdim=True)
+        zero_row = down.new_zeros(k, 1, d)
+        bias_row = torch.cat([bias, bias.new_ones(k, 1), bias.new_zeros(k, d - b - 1)], dim=1).unsqueeze(1)
+        up = w["up_weight"].transpose(1, 2)
+        up_bias = (w["up_bias"] / self._act_one).unsqueeze(1)
+        return torch.cat([down, zero_row, up, up_bias, bias_row], dim=1)
+
+    def _unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Views of a packed adapter (one, or one per example): down weight, down bias, up (see :meth:`_fold`)."""
+        n = self.bottleneck_size + 1
+        return packed[..., :n, :], packed[..., 2 * n, :n], packed[..., n : 2 * n, :]
 
     def _normalised_down(self, hidden: torch.Tensor, projected: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``projected`` (``hidden`` times the centred folded down weight) divided by each token's standard deviation,
@@ -307,15 +325,16 @@ class HyperNetwork(nn.Module):
             bias = bias.unsqueeze(1)
         return torch.addcmul(bias, projected, inv.to(hidden.dtype), value=math.sqrt(d))
 
-    def _down(self, hidden: torch.Tensor, w: dict[str, torch.Tensor], linear) -> torch.Tensor:
-        """The down projection of the task-normed ``hidden`` with folded weights ``w``; ``linear`` is ``F.linear``
-        (one adapter) or :func:`per_example_linear` (one per example). A few rows (decoding) are normalised by
-        ``F.layer_norm``, one op instead of the folded form's handful of small ones; the same result either way."""
+    def _down(self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, linear) -> torch.Tensor:
+        """The down projection of the task-normed ``hidden`` with folded ``weight`` and ``bias``; ``linear`` is
+        ``F.linear`` (one adapter) or :func:`per_example_linear` (one per example). A few rows (decoding) are
+        normalised by ``F.layer_norm``, one op instead of the folded form's handful of small ones; the same result
+        either way."""
         if not self.conditional_layer_norm:
-            return linear(hidden, w["down_weight"], w["down_bias"])
+            return linear(hidden, weight, bias)
         if hidden.numel() <= FOLD_FROM_ROWS * hidden.shape[-1]:
-            return linear(F.layer_norm(hidden, hidden.shape[-1:], eps=LN_EPS), w["down_weight"], w["down_bias"])
-        return self._normalised_down(hidden, linear(hidden, w["down_weight"], None), w["down_bias"])
+            return linear(F.layer_norm(hidden, hidden.shape[-1:], eps=LN_EPS), weight, bias)
+        return self._normalised_down(hidden, linear(hidden, weight, None), bias)
 
     def adapter(
         self,
@@ -325,48 +344,32 @@ class HyperNetwork(nn.Module):
         routing: Routing,
         pass_token: object | None = None,
         into: torch.Tensor | None = None,
+        overwrite: bool = False,
     ) -> torch.Tensor:
         """``up(act(down(LN_task(h))))`` with generated weights, each example with its own task's weights; plus
-        ``into`` (a tensor of the output's shape) when given, added by the up projection's matmul itself.
+        ``into`` (a tensor of the output's shape) when given, added by the up projection's matmul itself: into
+        ``into`` itself with ``overwrite`` (when the caller owns it and nothing records it for autograd), else into
+        a new tensor.
 
         Serving reads the weights from the bank (one gather for a mixed batch, a view for a one-task batch);
         otherwise they are generated for the tasks present in one call. A mixed batch runs one batched matmul per
         projection. ``pass_token`` names the model's forward pass (see :mod:`..common.passes`): the bank is then
         checked once per pass instead of once per call.
         """
-        w = self._from_bank(routing, layer, position, pass_token)
-        if w is None:
-            w = self._fold(self.generate(routing.unique, layer, position))
-            if routing.single is not None:
-                w = {name: value[0] for name, value in w.items()}
-            else:
-                w = {name: value.index_select(0, routing.inverse) for name, value in w.items()}
-        w = _in_dtype(w, hidden.dtype)
-        linear = F.linear if w["up"].dim() == 2 else per_example_linear
-        down = self.act(self._down(hidden, w, linear))
-        return _up(torch.cat([down, down.new_ones(*down.shape[:-1], 1)], dim=-1), w["up"], into)
-
-
-def _up(act: torch.Tensor, up: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor:
-    """``act @ up`` (``+ into``): ``up`` is ``(in, out)``, or ``(batch, in, out)`` with one matrix per example."""
-    out_features = up.shape[-1]
-    flat = act.reshape(-1, act.shape[-1]) if up.dim() == 2 else act.reshape(act.shape[0], -1, act.shape[-1])
-    out_shape = (*act.shape[:-1], out_features)
-    if into is None or into.shape != out_shape or into.dtype != up.dtype:
-        out = (torch.mm if up.dim() == 2 else torch.bmm)(flat, up).view(out_shape)
-        return out if into is None else into + out.to(into.dtype)
-    out = (torch.addmm if up.dim() == 2 else torch.baddbmm)(into.reshape(*flat.shape[:-1], out_features), flat, up)
-    return out.view(out_shape)
+        packed = self._from_bank(routing, layer, position, pass_token)
+        if packed is None:
+            packed = self._fold(self.generate(routing.unique, layer, position))
+            packed = packed[0] if routing.single is not None else packed.index_select(0, routing.inverse)
+        if packed.dtype != hidden.dtype:
+            packed = packed.to(hidden.dtype)
+        down_weight, down_bias, up = self._unpack(packed)
+        linear = F.linear if packed.dim() == 2 else per_example_linear
+        overwrite = overwrite and not torch.is_grad_enabled()  # autograd may have saved `into` (it can be `hidden`)
+        return matmul_into(self.act(self._down(hidden, down_weight, down_bias, linear)), up, into, overwrite)
 
 
 def _own_parameters(modules: list[nn.Module]) -> list[torch.Tensor]:
     return [p for m in modules for p in m._parameters.values() if p is not None]
-
-
-def _in_dtype(weights: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    if weights["up"].dtype == dtype:
-        return weights
-    return {k: v.to(dtype) for k, v in weights.items()}
 
 
 def hypernetwork_parameter_count(

@@ -65,10 +65,12 @@ class HyperformerLayer(KitLayer):
     def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         return self.add_delta(adapter_name, source, None)
 
-    def add_delta(self, adapter_name: str, source: torch.Tensor, result: torch.Tensor | None) -> torch.Tensor:
+    def add_delta(
+        self, adapter_name: str, source: torch.Tensor, result: torch.Tensor | None, overwrite: bool = False
+    ) -> torch.Tensor:
         hypernet = self._hypernets[adapter_name]
         route = routing(hypernet.tasks, source.shape[0], source.device)
-        return hypernet.adapter(source, self.layer_index, self.position, route, current_pass(), into=result)
+        return hypernet.adapter(source, self.layer_index, self.position, route, current_pass(), result, overwrite)
 
     def _get_available_adapters(self) -> set[str]:
         return set(self._hypernets)

@@ -52,9 +52,8 @@ class MultiTaskParallelAdapter(ParallelAdapter):
 
     def forward(self, x, residual_input, output_gating=False):
         route = current_routing(self.tasks, x)
-        up = self.blocks(x.to(self.blocks.down_weight.dtype), route)
-        up = up * (self.scaling[route.ids].view(-1, *[1] * (up.dim() - 1)) if self.learned_scaling else self.scaling)
-        up = up.to(x.dtype)
+        scale = self.scaling[route.ids] if self.learned_scaling else self.scaling
+        up = self.blocks(x.to(self.blocks.down_weight.dtype), route, scale).to(x.dtype)
         return up, None, up
 
 

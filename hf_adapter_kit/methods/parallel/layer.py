@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import get_activation
 
-from ..common.routing import Routing, per_example_linear
+from ..common.routing import Routing, matmul_into, per_example_linear
 from ..common.weights import init_projection
 
 
@@ -30,13 +30,33 @@ class MultiTaskBottleneck(nn.Module):
         init_projection(self.up_weight, "up", scheme)
         self.act = get_activation(non_linearity.lower())
 
-    def forward(self, hidden: torch.Tensor, routing: Routing) -> torch.Tensor:
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        routing: Routing,
+        scale: float | torch.Tensor = 1.0,
+        into: torch.Tensor | None = None,
+        overwrite: bool = False,
+    ) -> torch.Tensor:
+        """``scale * up(act(down(hidden)))``, each example through its task's block; ``scale`` a number or one per
+        example. Plus ``into`` when given, added by the up projection's matmul (see :func:`matmul_into`).
+
+        The scale multiplies the bottleneck activations (``b`` values per token, not ``d``), and the up projection's
+        bias rides in its matrix as a last row against a column of ``scale``: one matmul, no pass over the output."""
         task = routing.single
         if task is not None:
             down = F.linear(hidden, self.down_weight[task], self.down_bias[task])
-            return F.linear(self.act(down), self.up_weight[task], self.up_bias[task])
-        ids = routing.ids
-        down = per_example_linear(hidden, self.down_weight.index_select(0, ids), self.down_bias.index_select(0, ids))
-        return per_example_linear(
-            self.act(down), self.up_weight.index_select(0, ids), self.up_bias.index_select(0, ids)
-        )
+            up = torch.cat([self.up_weight[task].t(), self.up_bias[task].unsqueeze(0)])
+        else:
+            ids = routing.ids
+            weights = (self.down_weight.index_select(0, ids), self.down_bias.index_select(0, ids))
+            down = per_example_linear(hidden, *weights)
+            up_weight = self.up_weight.index_select(0, ids).transpose(1, 2)
+            up = torch.cat([up_weight, self.up_bias.index_select(0, ids).unsqueeze(1)], dim=1)
+        act = self.act(down)
+        act = torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1)
+        if isinstance(scale, torch.Tensor):  # one per example
+            act = act * scale.view(-1, *[1] * (act.dim() - 1)).to(act.dtype)
+        elif scale != 1.0:
+            act = act * scale
+        return matmul_into(act, up, into, overwrite)

@@ -50,12 +50,19 @@ class ParallelLayer(KitLayer):
         return self.kit_parallel_adapter[adapter_name].down_weight.dtype
 
     def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        return self.add_delta(adapter_name, source, None)
+
+    def add_delta(
+        self, adapter_name: str, source: torch.Tensor, result: torch.Tensor | None, overwrite: bool = False
+    ) -> torch.Tensor:
         config = self.kit_options[adapter_name]
         route = routing(config.tasks, source.shape[0], source.device)
-        delta = self.kit_parallel_adapter[adapter_name](source, route)
-        if adapter_name in self.kit_parallel_scaling:
-            return delta * self.kit_parallel_scaling[adapter_name][route.ids].view(-1, *[1] * (delta.dim() - 1))
-        return delta * config.scaling
+        scaling = (
+            self.kit_parallel_scaling[adapter_name][route.ids]
+            if adapter_name in self.kit_parallel_scaling
+            else config.scaling
+        )
+        return self.kit_parallel_adapter[adapter_name](source, route, scaling, result, overwrite)
 
 
 class ParallelTuner(KitTuner):
