@@ -76,6 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="keep: freed heap memory stays with the process while timing (see keep_freed_memory); glibc: its defaults",
     )
     parser.add_argument("--output", default="bench/results/serving-cpu.md")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="a subset to run")
+    parser.add_argument(
+        "--bank-mib", type=float, help="Hyperformer++'s serving bank budget (hypernet.cache_bytes) in MiB; default 128"
+    )
     parser.add_argument("--memory-of", nargs=2, metavar=("VARIANT", "N"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -110,8 +114,9 @@ def perturb(model: torch.nn.Module, names: list[str]) -> int:
     return sum(params[name].numel() for name in names)
 
 
-def build(variant: str, n: int, device: str) -> tuple[torch.nn.Module, int]:
-    """The encoder with ``n`` tasks' worth of ``variant``; returns it (eval, on ``device``) and its adapter size."""
+def build(variant: str, n: int, device: str, bank_mib: float | None = None) -> tuple[torch.nn.Module, int]:
+    """The encoder with ``n`` tasks' worth of ``variant``; returns it (eval, on ``device``) and its adapter size.
+    ``bank_mib``: Hyperformer++'s serving bank budget, when not the default."""
     import hf_adapter_kit as kit
     from hf_adapter_kit.multitask import attach_encoder
 
@@ -137,6 +142,11 @@ def build(variant: str, n: int, device: str) -> tuple[torch.nn.Module, int]:
         model = base
     names = [name for name, _ in model.named_parameters() if any(mark in name for mark in ADAPTER_MARKS)]
     size = perturb(model, names)
+    if bank_mib is not None:
+        from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
+
+        for net in (m for m in model.modules() if isinstance(m, HyperNetwork)):
+            net.cache_bytes = int(bank_mib * 2**20)
     return model.to(device).eval(), size
 
 
@@ -183,9 +193,9 @@ def measure_latency(args: argparse.Namespace, n: int, inputs: dict) -> dict:
         return [0] * args.batch_size
 
     calls, sizes = {BASE: caller(BASE, encoder(args.device), inputs, one)}, {}
-    for variant in VARIANTS:
+    for variant in args.variants:
         built = time.perf_counter()
-        model, sizes[variant] = build(variant, n, args.device)
+        model, sizes[variant] = build(variant, n, args.device, args.bank_mib)
         print(f"N={n}: built {variant} ({sizes[variant]:,} parameters) in {time.perf_counter() - built:.1f} s")
         with torch.inference_mode():
             serve_every_task(variant, model, inputs, n)
@@ -261,7 +271,9 @@ def memory_of(args: argparse.Namespace, variant: str, n: int) -> None:
     start = resident_bytes(args.device)
     del base
     gc.collect()
-    model, _ = build(variant, n, args.device)  # as served: built outside inference mode, as the timings' models
+    model, _ = build(
+        variant, n, args.device, args.bank_mib
+    )  # as served: built outside inference mode, as the timings' models
     with torch.inference_mode():
         serve_every_task(variant, model, inputs, n)
         caller(variant, model, inputs, mixed_draws(args, n))()
@@ -282,8 +294,10 @@ def bank_bytes(model: torch.nn.Module) -> int:
 
 def measure_memory(args: argparse.Namespace, n: int) -> dict:
     out = {}
-    for variant in VARIANTS:
+    for variant in args.variants:
         command = [sys.executable, __file__, "--memory-of", variant, str(n), "--device", args.device]
+        if args.bank_mib is not None:
+            command += ["--bank-mib", str(args.bank_mib)]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         values = json.loads(result.stdout.strip().splitlines()[-1])
         out[variant] = values["with_adapters_bytes"] - values["base_bytes"]
@@ -354,8 +368,9 @@ def markdown(report: dict) -> str:
         "the bare encoder right before or after it. Latency: the median over rounds of the ratio within each pair "
         "[quartiles]. Memory: growth of the process's resident set (GPU: allocated memory) over the bare encoder's, "
         "built in a fresh process, once every task has been served and after a mixed pass (Hyperformer++'s serving "
-        "bank, in brackets, holds generated adapters for at most its budget, 128 MiB by default; its size is counted "
-        "from its tensors). "
+        "bank, in brackets, holds generated adapters for at most its budget, "
+        + (f"{s['bank_mib']:g} MiB here (`--bank-mib`)" if s.get("bank_mib") else "128 MiB by default")
+        + "; its size is counted from its tensors). "
         + (
             "Allocator while timing: glibc told to keep freed memory (`--allocator keep`: no page faults per pass)."
             if s.get("allocator", "glibc") == "keep"

@@ -285,7 +285,7 @@ def test_hyperformer_parameter_count_follows_the_formula(tiny_model_dirs, backen
 
 
 def _net_with_drawn_generators(**kwargs) -> HyperNetwork:
-    net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, projected_dim=4, **kwargs)
+    net = HyperNetwork(hidden_size=8, num_layers=2, projected_dim=4, **{"bottleneck_size": 2, **kwargs})
     for name in ("up_weight", "up_bias", "down_bias", "ln_weight", "ln_bias"):
         if hasattr(net, name):  # generators that start at zero would make every task look alike
             torch.nn.init.normal_(getattr(net, name).weight)

@@ -9,11 +9,12 @@ projection.
 Serving (eval mode, no autograd) reads the adapters from a bank: per (layer, position), every task's folded
 adapter, generated the first time the task is served (with the other tasks missing then) and kept while the
 parameters it came from are unchanged (same storage, version and dtype: an optimizer step, a reload, a move or a cast
-is seen; ``train()`` empties it). A one-task batch then runs on views of its row, a mixed batch gathers each example's
-row and runs one batched matmul per projection, with no generation at all. The bank holds every task when they fit in
-``cache_bytes`` (``CACHE_BYTES``, 128 MiB, by default; :meth:`HyperNetwork.bank_task_bytes` per task, 461 KB for
-the embedded MiniLM), else its rows go to the tasks most recently served; a batch holding more tasks than it has rows
-is generated for that batch alone. Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats,
+is seen; ``train()`` empties it). Each row packs a task's whole adapter (:meth:`HyperNetwork._fold`): a one-task
+batch runs on views of its row, a mixed batch gathers each example's row in one op and runs one batched matmul per
+projection, with no generation at all. The bank holds every task when they fit in ``cache_bytes`` (``CACHE_BYTES``,
+128 MiB, by default; :meth:`HyperNetwork.bank_task_bytes` per task, 498 KB for the embedded MiniLM), else its rows
+go to the tasks most recently served; a batch holding more tasks than it has rows is generated for that batch
+alone. Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats,
 plus the bank (set ``cache_bytes = 0`` for none). A row's rounding depends on the tasks generated with it, so a
 served output may differ from one served before the row was last refilled in its last bits. Inside a model's forward
 pass (``common/passes.py``) the parameters are checked once per pass, not once per layer.
@@ -22,8 +23,9 @@ The conditional layer norm is folded into the down projection, so the activation
 normalised in a pass of their own: ``W (gamma * (h - mu) / sigma + beta) + c = W' h / sigma + (W beta + c)``, with
 ``W' = W diag(gamma)`` centred (its rows' means taken out, which takes out ``mu``) and ``sigma`` each token's
 standard deviation (two reductions over ``h``). A few rows (a decoding step) are normalised by ``F.layer_norm`` and
-projected with the same folded weights. The up projection's bias rides in its matrix (a column of ones on the
-activations), so the adapter's output is added into the sub-block's output by the matmul itself.
+projected with the same folded weights. The up projection's bias rides in its matrix (a last row, against a
+constant activation the down projection makes), so the adapter's output is added into the sub-block's output by the
+matmul itself (in place, when the caller owns that output and autograd is off).
 
 With ``init_weights`` ``"mam_adapter"`` / ``"lora"`` (the default) the up-projection generators start at zero, so
 every adapter starts as the identity; ``"bert"`` / ``"houlsby"`` draw them too (a non-identity start).
@@ -113,7 +115,7 @@ class HyperNetwork(nn.Module):
         if not self._act_one:
             raise invalid("non_linearity", non_linearity, "an activation that is not zero at 1 (relu, gelu, ...).")
         self.cache_bytes = CACHE_BYTES  # the serving bank's budget (see the module's docstring)
-        self._bank: dict = {}  # (layer, position) -> (shared state, {name: tensor (rows, ...)}, (task, state) per row)
+        self._bank: dict = {}  # (layer, position) -> (shared state, packed rows (see `_fold`), (task, state) per row)
         self._row_of: OrderedDict = OrderedDict()  # task -> its row in every slot of the bank, least recent first
         self._capacity = 0  # rows of the bank as allocated
         self._pass_memo: dict = {}  # name -> (forward pass token, key, value), see `_in_pass`
@@ -278,7 +280,8 @@ class HyperNetwork(nn.Module):
     # -- the adapter -----------------------------------------------------------------------------------------------
     def _packed_rows(self) -> int:
         """Rows of ``d`` values one (task, layer, position) adapter takes packed: see :meth:`_fold`."""
-        return 2 * (self.bottleneck_size + 1) + 1
+        n = self.bottleneck_size + 1
+        return 2 * n + -(-n // self.hidden_size)
 
     def _fold(self, w: dict[str, torch.Tensor]) -> torch.Tensor:
         """Stacked generated weights ``(k, ...)``, packed into one ``(k, 2 (b + 1) + 1, d)`` tensor, in the form
@@ -288,7 +291,7 @@ class HyperNetwork(nn.Module):
           last output is the constant ``act(1)`` after the activation;
         - rows ``[b + 1, 2b + 1]``: the up projection ``[W_up^T; b_up / act(1)]``, whose last row is its bias:
           one matmul, which can add its output into another tensor;
-        - the last row: the down projection's bias in its first ``b + 1`` values.
+        - the last row (rows, for a bottleneck as wide as ``d``): the down projection's bias, then zeros.
 
         The conditional layer norm is folded into the down projection: with ``W' = W diag(gamma)`` centred (each row
         minus its mean, so that ``W' h = W diag(gamma) (h - mu)``), ``down(LN(h)) = W' h / sigma + (W beta + c)``."""
@@ -298,16 +301,16 @@ class HyperNetwork(nn.Module):
             scaled = down * w["ln_weight"].unsqueeze(1)
             bias = bias + torch.bmm(down, w["ln_bias"].unsqueeze(2)).squeeze(2)
             down = scaled - scaled.mean(-1, keepdim=True)
-        zero_row = down.new_zeros(k, 1, d)
-        bias_row = torch.cat([bias, bias.new_ones(k, 1), bias.new_zeros(k, d - b - 1)], dim=1).unsqueeze(1)
-        up = w["up_weight"].transpose(1, 2)
-        up_bias = (w["up_bias"] / self._act_one).unsqueeze(1)
-        return torch.cat([down, zero_row, up, up_bias, bias_row], dim=1)
+        bias_rows = self._packed_rows() - 2 * (b + 1)
+        bias = torch.cat([bias, bias.new_ones(k, 1), bias.new_zeros(k, bias_rows * d - b - 1)], dim=1)
+        up_bias = w["up_bias"] / self._act_one
+        parts = [down, down.new_zeros(k, 1, d), w["up_weight"].transpose(1, 2), up_bias.unsqueeze(1)]
+        return torch.cat([*parts, bias.view(k, bias_rows, d)], dim=1)
 
     def _unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Views of a packed adapter (one, or one per example): down weight, down bias, up (see :meth:`_fold`)."""
         n = self.bottleneck_size + 1
-        return packed[..., :n, :], packed[..., 2 * n, :n], packed[..., n : 2 * n, :]
+        return packed[..., :n, :], packed[..., 2 * n :, :].flatten(-2)[..., :n], packed[..., n : 2 * n, :]
 
     def _normalised_down(self, hidden: torch.Tensor, projected: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``projected`` (``hidden`` times the centred folded down weight) divided by each token's standard deviation,
