@@ -39,20 +39,22 @@ class MultiTaskBottleneck(nn.Module):
         overwrite: bool = False,
     ) -> torch.Tensor:
         """``scale * up(act(down(hidden)))``, each example through its task's block; ``scale`` a number or one per
-        example. Plus ``into`` when given, added by the up projection's matmul (see :func:`matmul_into`).
+        example. Plus ``into`` when given, written into ``into`` itself with ``overwrite`` (see :func:`matmul_into`).
 
-        The scale multiplies the bottleneck activations (``b`` values per token, not ``d``), and the up projection's
-        bias rides in its matrix as a last row against a column of ``scale``: one matmul, no pass over the output."""
+        A mixed batch scales its bottleneck activations (``b`` values per token, not ``d``) and carries the up
+        projection's bias in its matrix as a last row against a column of ``scale``: one matmul, which adds into
+        ``into``. A one-task batch (a decoding step: every op counts) keeps its two linear layers and scales while
+        adding (``add(..., alpha=scale)``)."""
         task = routing.single
         if task is not None:
             down = F.linear(hidden, self.down_weight[task], self.down_bias[task])
-            up = torch.cat([self.up_weight[task].t(), self.up_bias[task].unsqueeze(0)])
-        else:
-            ids = routing.ids
-            weights = (self.down_weight.index_select(0, ids), self.down_bias.index_select(0, ids))
-            down = per_example_linear(hidden, *weights)
-            up_weight = self.up_weight.index_select(0, ids).transpose(1, 2)
-            up = torch.cat([up_weight, self.up_bias.index_select(0, ids).unsqueeze(1)], dim=1)
+            return _scaled_add(
+                F.linear(self.act(down), self.up_weight[task], self.up_bias[task]), scale, into, overwrite
+            )
+        ids = routing.ids
+        down = per_example_linear(hidden, self.down_weight.index_select(0, ids), self.down_bias.index_select(0, ids))
+        up_weight = self.up_weight.index_select(0, ids).transpose(1, 2)
+        up = torch.cat([up_weight, self.up_bias.index_select(0, ids).unsqueeze(1)], dim=1)
         act = self.act(down)
         act = torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1)
         if isinstance(scale, torch.Tensor):  # one per example
@@ -60,3 +62,16 @@ class MultiTaskBottleneck(nn.Module):
         elif scale != 1.0:
             act = act * scale
         return matmul_into(act, up, into, overwrite)
+
+
+def _scaled_add(
+    up: torch.Tensor, scale: float | torch.Tensor, into: torch.Tensor | None, overwrite: bool
+) -> torch.Tensor:
+    """``into + scale * up`` (into ``into`` itself with ``overwrite``), or ``scale * up``."""
+    if isinstance(scale, torch.Tensor):  # one per example
+        up, scale = up * scale.view(-1, *[1] * (up.dim() - 1)).to(up.dtype), 1.0
+    if into is None:
+        return up if scale == 1.0 else up * scale
+    if into.dtype != up.dtype or into.shape != up.shape:
+        return into + (up * scale).to(into.dtype)
+    return into.add_(up, alpha=scale) if overwrite else torch.add(into, up, alpha=scale)
