@@ -97,8 +97,9 @@ class KitLayer(nn.Module, BaseTunerLayer):
     """Wraps a sub-block's output projection and adds each active adapter's output to it.
 
     Subclasses set ``adapter_layer_names`` (containers keyed by adapter name), implement :meth:`create` (build one
-    adapter's modules) and :meth:`delta` (its contribution), and may override :meth:`compute_dtype` with a direct
-    read of one weight. ``reads_block_input``: the adapter reads the sub-block's input (parallel adapters) rather
+    adapter's modules) and :meth:`delta` (its contribution), or instead :meth:`add_delta` (its contribution added to
+    the projection's output, for a method whose last matmul adds it), and may override :meth:`compute_dtype` with a
+    direct read of one weight. ``reads_block_input``: the adapter reads the sub-block's input (parallel adapters) rather
     than the projection's output.
 
     :meth:`forward` runs once per wrapped projection and decoding step, so it does no more than the computation asks:
@@ -163,8 +164,8 @@ class KitLayer(nn.Module, BaseTunerLayer):
     def add_delta(
         self, adapter_name: str, source: torch.Tensor, result: torch.Tensor, overwrite: bool = False
     ) -> torch.Tensor:
-        """``result`` plus the adapter's output, written into ``result`` itself with ``overwrite``; a method whose last
-        op is a matmul overrides this to add in it."""
+        """``result`` plus the adapter's output (:meth:`delta`), written into ``result`` itself with ``overwrite``; a
+        method whose last op is a matmul overrides this to add in it, and needs no :meth:`delta`."""
         delta = self.delta(adapter_name, source, result).to(result.dtype)
         return result.add_(delta) if overwrite else result + delta
 

@@ -98,13 +98,12 @@ class HyperformerAdapter(Adapter):
         # it is the sub-block's output (which nothing reads after this adapter: `post_forward` adds its output to
         # the sub-block's input); else into a new tensor (Parallel and Stack reuse the residual).
         use = output_use(self, context)
-        if use != ALONE:
-            overwrite = use == ONLY and residual_input is x
-            out = hypernet.adapter(
-                x.to(dtype), self.layer_idx, self.position, route, context, residual_input, overwrite
-            )
+        into = None if use == ALONE else residual_input
+        overwrite = use == ONLY and residual_input is x
+        out = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context, into, overwrite)
+        if into is not None:
             return out, None, None
-        up = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context).to(x.dtype)
+        up = out.to(x.dtype)
         return up + residual_input, None, up
 
 

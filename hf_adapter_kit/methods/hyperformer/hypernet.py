@@ -14,10 +14,10 @@ batch runs on views of its row, a mixed batch gathers each example's row in one 
 projection, with no generation at all. The bank holds every task when they fit in ``cache_bytes`` (``CACHE_BYTES``,
 128 MiB, by default; :meth:`HyperNetwork.bank_task_bytes` per task, 498 KB for the embedded MiniLM), else its rows
 go to the tasks most recently served; a batch holding more tasks than it has rows is generated for that batch
-alone. Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats,
-plus the bank (set ``cache_bytes = 0`` for none). A row's rounding depends on the tasks generated with it, so a
-served output may differ from one served before the row was last refilled in its last bits. Inside a model's forward
-pass (``common/passes.py``) the parameters are checked once per pass, not once per layer.
+alone. Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats, plus the bank (set
+``cache_bytes = 0`` for none). A row's rounding depends on the tasks generated with it, so a served output may
+differ from one served before the row was last refilled in its last bits. Inside a model's forward pass
+(``common/passes.py``) the parameters are checked once per pass, not once per layer.
 
 The conditional layer norm is folded into the down projection, so the activations of a large batch are never
 normalised in a pass of their own: ``W (gamma * (h - mu) / sigma + beta) + c = W' h / sigma + (W beta + c)``, with

@@ -62,11 +62,8 @@ class HyperformerLayer(KitLayer):
     def compute_dtype(self, adapter_name: str) -> torch.dtype:
         return self._hypernets[adapter_name].layer_embeddings.weight.dtype
 
-    def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        return self.add_delta(adapter_name, source, None)
-
     def add_delta(
-        self, adapter_name: str, source: torch.Tensor, result: torch.Tensor | None, overwrite: bool = False
+        self, adapter_name: str, source: torch.Tensor, result: torch.Tensor, overwrite: bool = False
     ) -> torch.Tensor:
         hypernet = self._hypernets[adapter_name]
         route = routing(hypernet.tasks, source.shape[0], source.device)

@@ -56,12 +56,15 @@ class MultiTaskBottleneck(nn.Module):
         up_weight = self.up_weight.index_select(0, ids).transpose(1, 2)
         up = torch.cat([up_weight, self.up_bias.index_select(0, ids).unsqueeze(1)], dim=1)
         act = self.act(down)
-        act = torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1)
-        if isinstance(scale, torch.Tensor):  # one per example
-            act = act * scale.view(-1, *[1] * (act.dim() - 1)).to(act.dtype)
-        elif scale != 1.0:
-            act = act * scale
+        act = _scaled(torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1), scale)
         return matmul_into(act, up, into, overwrite)
+
+
+def _scaled(x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """``scale * x``; ``scale`` a number or one per example (along ``x``'s first dimension)."""
+    if isinstance(scale, torch.Tensor):
+        return x * scale.view(-1, *[1] * (x.dim() - 1)).to(x.dtype)
+    return x if scale == 1.0 else x * scale
 
 
 def _scaled_add(
@@ -69,9 +72,9 @@ def _scaled_add(
 ) -> torch.Tensor:
     """``into + scale * up`` (into ``into`` itself with ``overwrite``), or ``scale * up``."""
     if isinstance(scale, torch.Tensor):  # one per example
-        up, scale = up * scale.view(-1, *[1] * (up.dim() - 1)).to(up.dtype), 1.0
+        up, scale = _scaled(up, scale), 1.0
     if into is None:
-        return up if scale == 1.0 else up * scale
+        return _scaled(up, scale)
     if into.dtype != up.dtype or into.shape != up.shape:
-        return into + (up * scale).to(into.dtype)
+        return into + _scaled(up, scale).to(into.dtype)
     return into.add_(up, alpha=scale) if overwrite else torch.add(into, up, alpha=scale)

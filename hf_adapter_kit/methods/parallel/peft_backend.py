@@ -49,11 +49,8 @@ class ParallelLayer(KitLayer):
     def compute_dtype(self, adapter_name: str) -> torch.dtype:
         return self.kit_parallel_adapter[adapter_name].down_weight.dtype
 
-    def delta(self, adapter_name: str, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        return self.add_delta(adapter_name, source, None)
-
     def add_delta(
-        self, adapter_name: str, source: torch.Tensor, result: torch.Tensor | None, overwrite: bool = False
+        self, adapter_name: str, source: torch.Tensor, result: torch.Tensor, overwrite: bool = False
     ) -> torch.Tensor:
         config = self.kit_options[adapter_name]
         route = routing(config.tasks, source.shape[0], source.device)
