@@ -45,7 +45,7 @@ from transformers import AutoModel, get_constant_schedule_with_warmup
 from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
-from hf_adapter_kit.compare import machine_info as machine
+from hf_adapter_kit.commands.compare import machine_info as machine
 from hf_adapter_kit.methods.hyperformer.hypernet import hypernetwork_parameter_count
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer, resolve_model_path
 from hf_adapter_kit.multitask import MultiTaskModel, TaskHead

@@ -44,7 +44,7 @@ from transformers import AutoModel
 from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
-from hf_adapter_kit.compare import machine_info as machine
+from hf_adapter_kit.commands.compare import machine_info as machine
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer, resolve_model_path
 
 

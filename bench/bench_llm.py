@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def recipe_arguments(method: str, *overrides: str):
-    from hf_adapter_kit.parser import parse_train
+    from hf_adapter_kit.commands.parser import parse_train
 
     arguments, _ = parse_train(["--config", f"{method}-sft", "--disable_tqdm", "true", *overrides])
     return arguments
@@ -87,7 +87,7 @@ def build_variants(methods) -> tuple[dict[str, torch.nn.Module], object, list[di
     from hf_adapter_kit.data.instructions import load_instructions
     from hf_adapter_kit.modeling import load_base_model
     from hf_adapter_kit.registry import resolve_backend
-    from hf_adapter_kit.training.sft import causal_lm_config, chat_tokenizer, encode_splits
+    from hf_adapter_kit.training.sft import chat_tokenizer, encode_splits
 
     model_args, data_args, _, _ = recipe_arguments(methods[0])
     load = lambda: load_base_model(model_args.model_name_or_path, [], kind="causal-lm")  # noqa: E731
@@ -97,9 +97,9 @@ def build_variants(methods) -> tuple[dict[str, torch.nn.Module], object, list[di
         spec, recipe_backend = resolve_backend(method_args.method, method_args.backend)
         others = [b for b in spec.backends if b != recipe_backend] if method in BOTH_BACKENDS else []
         for backend in [recipe_backend, *others]:
-            config = causal_lm_config(spec.configs[backend](**method_args.options()))
+            config = spec.configs[backend](**method_args.options())
             name = method if backend == recipe_backend else f"{method} on {backend}"
-            variants[name] = get_backend(backend).attach(load(), config, "bench")
+            variants[name] = get_backend(backend).attach(load(), config, "bench", kind="causal-lm")
             with torch.no_grad():  # off the identity start: LoRA's B and the adapters' up-projections are zero
                 for p in variants[name].parameters():
                     if p.requires_grad:
@@ -232,7 +232,7 @@ def main() -> None:
     args = parse_args()
     from transformers import logging as hf_logging
 
-    from hf_adapter_kit.compare import machine_info
+    from hf_adapter_kit.commands.compare import machine_info
 
     hf_logging.set_verbosity_error()
     previous = Path(args.output).with_suffix(".json")

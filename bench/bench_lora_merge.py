@@ -20,7 +20,7 @@ import torch
 
 from hf_adapter_kit import get_config
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.compare import machine
+from hf_adapter_kit.commands.compare import machine
 from hf_adapter_kit.data import load_task
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_base_model, load_tokenizer
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, TrainerCallback, get_linear_schedule_with_warmup
 
 from hf_adapter_kit import train
-from hf_adapter_kit.compare import machine
+from hf_adapter_kit.commands.compare import machine
 from hf_adapter_kit.data import load_task
 from hf_adapter_kit.modeling import DEFAULT_MODEL, head_prefixes, load_base_model, load_tokenizer
 from hf_adapter_kit.training import run

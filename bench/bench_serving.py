@@ -312,7 +312,7 @@ def main(argv=None) -> None:
     if args.memory_of:
         memory_of(args, args.memory_of[0], int(args.memory_of[1]))
         return
-    from hf_adapter_kit.compare import machine_info
+    from hf_adapter_kit.commands.compare import machine_info
 
     start = time.perf_counter()
     if args.allocator == "keep" and not keep_freed_memory():

@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModel, RobertaConfig
 
 import hf_adapter_kit as kit
-from hf_adapter_kit.compare import machine
+from hf_adapter_kit.commands.compare import machine
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_tokenizer
 
 

@@ -24,7 +24,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from hf_adapter_kit import get_config, get_method
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.compare import machine_info
+from hf_adapter_kit.commands.compare import machine_info
 from hf_adapter_kit.data import load_task
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_base_model, load_tokenizer
 

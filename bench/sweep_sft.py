@@ -29,9 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_arm(arm: dict) -> dict:
+    from hf_adapter_kit.commands.parser import parse_train
     from hf_adapter_kit.data.instructions import load_instructions
     from hf_adapter_kit.llm.generation import evaluate_generation
-    from hf_adapter_kit.parser import parse_train
     from hf_adapter_kit.training.run import run_training
     from hf_adapter_kit.training.sft import encode_splits
 
@@ -88,7 +88,7 @@ def main() -> None:
     args = parse_args()
     from transformers import logging as hf_logging
 
-    from hf_adapter_kit.compare import machine_info
+    from hf_adapter_kit.commands.compare import machine_info
 
     hf_logging.set_verbosity_error()
     path = Path(args.output).with_suffix(".json")

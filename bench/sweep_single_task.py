@@ -24,7 +24,7 @@ from transformers import EvalPrediction
 from transformers import logging as hf_logging
 
 import hf_adapter_kit as kit
-from hf_adapter_kit.compare import machine
+from hf_adapter_kit.commands.compare import machine
 from hf_adapter_kit.metrics import compute_classification_metrics
 from hf_adapter_kit.registry import get_method
 

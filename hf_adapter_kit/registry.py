@@ -1,6 +1,7 @@
 """The one place that knows the methods: every other module reads this table.
 
-Each method folder under ``hf_adapter_kit/methods/`` ends with one :func:`register_method` call. The registry checks
+Each method folder under ``hf_adapter_kit/methods/`` ends with one :func:`register_method` call; ``methods/``
+imports every folder and the package imports ``methods``, so the table is full before anything reads it. It checks
 that names are unique, maps every method to the config factory of each backend it runs on (``adapters``, ``peft``,
 or ``transformers`` for the baselines, which add no module), and connects the kit's own methods to the libraries:
 a :class:`PeftMethod` becomes a PEFT type (``get_peft_model``, ``PeftModel.from_pretrained``, ...) and an
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import AdapterKitError, choices
+from .patches import adapters_methods, peft_methods
 
 
 BACKENDS = ("adapters", "peft", "transformers")
@@ -48,10 +50,26 @@ class AdaptersMethod:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What the kit knows about one method.
+    """Everything the kit knows about one method; the rest of the kit reads these fields, never a list of names.
 
     ``configs`` maps a backend name to a factory ``(**overrides) -> config object of that backend``. ``multi_task``:
     one adapter serves several tasks, routed by ``task_ids``. ``recipe``: the folder under ``recipes/``.
+
+    Capabilities (each read where it matters; ``tests/test_adding_a_method.py`` gives a toy method each one):
+
+    - ``mergeable``: a linear update of the base weights (LoRA), so ``merge=True`` folds it into them;
+    - ``whole_model``: trains and saves every weight (full fine-tuning): its card says ``finetune``, not ``adapter``;
+    - ``causal_lm``: instruction-tunes a decoder LLM (the head baseline trains a classification head, which a causal
+      LM lacks);
+    - ``keeps_float32``: on ``adapters`` with a half-precision base, its weights stay float32 and its modules cast
+      their outputs (the kit's own modules); otherwise ``adapters`` casts them to the base's dtype, as its own
+      modules need;
+    - ``reads_foreign``: backend -> predicate over the ``adapter_config.json`` of a folder written by that library
+      alone (no ``hf_adapter_kit.json``) that is this method (``folders/interop.py``);
+    - ``add_task``: ``(model, task, adapter_name=...) -> the new task's parameter``, when tasks can be added to a
+      trained adapter;
+    - ``markers``: backend -> a fragment that every trainable adapter parameter's name holds (``{adapter_name}`` is
+      filled in; unset on PEFT: ``kit_``), which the test matrix checks.
     """
 
     name: str
@@ -65,6 +83,13 @@ class MethodSpec:
     peft: PeftMethod | None = None
     adapters: AdaptersMethod | None = None
     recipe: str = ""
+    mergeable: bool = False
+    whole_model: bool = False
+    causal_lm: bool = True
+    keeps_float32: bool = False
+    reads_foreign: Mapping[str, Callable[[Mapping[str, Any]], bool]] = field(default_factory=dict)
+    add_task: Callable[..., Any] | None = None
+    markers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = set(self.configs) - set(BACKENDS)
@@ -80,6 +105,9 @@ class MethodSpec:
     def backends(self) -> tuple[str, ...]:
         return tuple(self.configs)
 
+    def marker(self, backend: str, adapter_name: str) -> str:
+        return self.markers.get(backend, "kit_").format(adapter_name=adapter_name)
+
 
 _METHODS: dict[str, MethodSpec] = {}
 _ALIASES: dict[str, str] = {}
@@ -94,8 +122,6 @@ def register_method(spec: MethodSpec) -> MethodSpec:
         s.adapters is not None and s.adapters.config_name == spec.adapters.config_name for s in _METHODS.values()
     ):
         raise AdapterKitError(f"The adapters config name {spec.adapters.config_name!r} is registered already.")
-    from .patches import adapters_methods, peft_methods
-
     if spec.peft is not None:
         peft_methods.register(spec.peft)
     if spec.adapters is not None:
@@ -114,18 +140,21 @@ def unregister_method(name: str) -> None:
 
 def list_methods() -> list[str]:
     """Names of all registered methods, sorted."""
-    _ensure_loaded()
     return sorted(_METHODS)
 
 
 def list_specs() -> list[MethodSpec]:
     """Every registered method, in registration order (the order of ``compare``'s table)."""
-    _ensure_loaded()
     return list(_METHODS.values())
 
 
+def names_where(capability: Callable[[MethodSpec], bool]) -> list[str]:
+    """The registered methods with a capability, e.g. ``names_where(lambda s: s.mergeable)``, for messages."""
+    return [spec.name for spec in list_specs() if capability(spec)]
+
+
 def multi_task_methods() -> tuple[str, ...]:
-    return tuple(spec.name for spec in list_specs() if spec.multi_task)
+    return tuple(names_where(lambda spec: spec.multi_task))
 
 
 def method_of_config(config: Any) -> MethodSpec | None:
@@ -141,7 +170,6 @@ def method_of_config(config: Any) -> MethodSpec | None:
 
 def get_method(name: str) -> MethodSpec:
     """The :class:`MethodSpec` for a method name or alias."""
-    _ensure_loaded()
     key = _ALIASES.get(name, name)
     if key not in _METHODS:
         raise choices("method", name, [*_METHODS, *_ALIASES])
@@ -169,8 +197,3 @@ def get_config(name: str, backend: str | None = None, **overrides: Any) -> Any:
     """
     spec, backend = resolve_backend(name, backend)
     return spec.configs[backend](**overrides)
-
-
-def _ensure_loaded() -> None:
-    # The built-in methods register themselves on import; importing here keeps `registry` free of cycles.
-    from . import methods  # noqa: F401

@@ -106,9 +106,9 @@ def toy_method():
 def test_a_registered_toy_method_works_through_both_libraries_and_the_kit(
     toy_method, tiny_model_dirs, texts, tmp_path, backend
 ):
-    from hf_adapter_kit.hub import from_pretrained
+    from hf_adapter_kit import from_pretrained
+    from hf_adapter_kit.folders import AdapterMeta, attach_meta, save_adapter
     from hf_adapter_kit.modeling import load_base_model
-    from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
 
     folder = tiny_model_dirs["bert"]
     torch.manual_seed(0)

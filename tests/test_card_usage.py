@@ -21,10 +21,10 @@ from transformers import AutoModel
 
 from hf_adapter_kit import get_config
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.cards import is_hub_id, render_card
+from hf_adapter_kit.folders import AdapterMeta, attach_meta, save_adapter
+from hf_adapter_kit.folders.cards import is_hub_id, render_card
 from hf_adapter_kit.modeling import DEFAULT_MODEL, load_base_model, resolve_model_path
 from hf_adapter_kit.multitask import MultiTaskModel, TaskHead, attach_encoder
-from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
 from tests.conftest import perturb
 
 

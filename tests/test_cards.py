@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from hf_adapter_kit import train
-from hf_adapter_kit.cards import render_card
+from hf_adapter_kit.folders.cards import render_card
 from tests.test_training import QUICK
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hf_adapter_kit import AdapterKitError, train
-from hf_adapter_kit.cli import main
-from hf_adapter_kit.compare import COLUMNS, STEP_ROUNDS, compare, step_time_vs_full
+from hf_adapter_kit.commands.cli import main
+from hf_adapter_kit.commands.compare import COLUMNS, STEP_ROUNDS, compare, step_time_vs_full
 
 
 def test_compare_writes_table_json_and_plot(tiny_model_dirs, toy_files, tmp_path, capsys):

@@ -12,11 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_adapter_kit import AdapterKitError, get_config
+from hf_adapter_kit import AdapterKitError, from_pretrained, get_config
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.hub import from_pretrained
+from hf_adapter_kit.folders import AdapterMeta, attach_meta, save_adapter
 from hf_adapter_kit.modeling import load_base_model
-from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
 
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -17,11 +17,11 @@ from transformers import AutoModel, AutoModelForSequenceClassification, DistilBe
 
 from hf_adapter_kit import AdapterKitError, get_config, task_context
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.methods.common.routing import Routing
 from hf_adapter_kit.methods.hyperformer import hypernet as hypernet_module
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork, hypernetwork_parameter_count
 from hf_adapter_kit.methods.hyperformer.tasks import add_task
 from hf_adapter_kit.modeling import load_base_model
+from hf_adapter_kit.routing import Routing
 from tests.conftest import perturb
 from tests.test_methods_matrix import LABELS, _attach, _batch
 
@@ -393,7 +393,7 @@ def test_a_single_task_adapter_outside_a_context_routes_once_per_batch_shape():
     """Every layer of every decoding step asks for the routing: a single-task adapter called with no task ids gets one
     built per (batch size, device, inference mode), not one per layer; one made under inference mode (generation)
     never reaches a training step, whose autograd could not save it."""
-    from hf_adapter_kit.methods.common.routing import routing
+    from hf_adapter_kit.routing import routing
 
     cpu = torch.device("cpu")
     first = routing(("only",), 3, cpu)

@@ -628,8 +628,8 @@ def test_conll_tag_that_train_lacks_is_an_error(tmp_path):
 
 
 def test_file_labels_reach_the_model_and_the_saved_folder(tiny_model_dirs, tmp_path):
-    from hf_adapter_kit.cli import main
-    from hf_adapter_kit.saving import AdapterMeta
+    from hf_adapter_kit.commands.cli import main
+    from hf_adapter_kit.folders import AdapterMeta
 
     train = _stars(tmp_path, "train.csv", [1, 3, 5] * 20)
     test = _stars(tmp_path, "test.csv", [5, 3, 1])

@@ -46,7 +46,7 @@ def digest(original):
 run.save_adapter = recording(run.save_adapter)          # the final adapter
 trainer.save_adapter = recording(trainer.save_adapter)  # checkpoints
 trainer.KitTrainer._load_best_model = digest(trainer.KitTrainer._load_best_model)
-from hf_adapter_kit.cli import main
+from hf_adapter_kit.commands.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 LAUNCHERS = {

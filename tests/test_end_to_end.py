@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hf_adapter_kit.workflow import run_demo
+from hf_adapter_kit.commands.demo import run_demo
 
 
 # 150 steps of batch 32. A constant rate after warm-up: measured on this budget, Pfeiffer reached test accuracy

@@ -19,9 +19,8 @@ from transformers import AutoModelForCausalLM
 from hf_adapter_kit import get_config, task_context
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.methods.common.passes import current_pass, track_passes, untrack_passes
-from hf_adapter_kit.methods.common.routing import Routing
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
-from hf_adapter_kit.training.sft import causal_lm_config
+from hf_adapter_kit.routing import Routing
 from tests.conftest import perturb
 
 
@@ -100,8 +99,8 @@ MULTI = [("hyperformer", "peft"), ("hyperformer", "adapters")]
 @pytest.mark.parametrize("tasks", [["b"], ["a", "b"]], ids=["one task", "mixed"])
 def test_a_parameter_changed_between_passes_reaches_the_next_pass(tiny_llm_dir, method, backend, tasks):
     base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
-    config = causal_lm_config(get_config(method, backend, tasks=["a", "b"]))
-    model = perturb(get_backend(backend).attach(base, config, "x")).eval()
+    config = get_config(method, backend, tasks=["a", "b"])
+    model = perturb(get_backend(backend).attach(base, config, "x", kind="causal-lm")).eval()
     ids = torch.randint(3, 200, (len(tasks), 6), generator=torch.Generator().manual_seed(0))
     # a generator and the projector, both read by the serving bank
     changed = [p for n, p in model.named_parameters() if n.endswith(("up_weight.weight", "projector.0.weight"))]
@@ -120,7 +119,7 @@ def test_a_parameter_changed_between_passes_reaches_the_next_pass(tiny_llm_dir, 
 
 def test_peft_unload_removes_the_pass_hooks(tiny_llm_dir):
     base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
-    model = get_backend("peft").attach(base, causal_lm_config(get_config("hyperformer", "peft")), "x")
+    model = get_backend("peft").attach(base, get_config("hyperformer", "peft"), "x", kind="causal-lm")
     assert len(model.get_base_model()._forward_pre_hooks) == 1
     plain = model.unload()
     assert not plain._forward_pre_hooks and not plain._forward_hooks

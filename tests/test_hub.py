@@ -15,9 +15,9 @@ import torch
 import hf_adapter_kit as kit
 from hf_adapter_kit import AdapterKitError, get_config
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.cards import render_card
+from hf_adapter_kit.folders import AdapterMeta, attach_meta, save_adapter
+from hf_adapter_kit.folders.cards import render_card
 from hf_adapter_kit.modeling import load_base_model
-from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
 from tests.conftest import perturb
 
 
@@ -143,7 +143,7 @@ def test_private_repos(hub, tiny_model_dirs, tmp_path):
 
 
 def test_bad_hub_input_changes_nothing(hub, tiny_model_dirs, tmp_path, monkeypatch):
-    import hf_adapter_kit.hub as hub_module
+    import hf_adapter_kit.folders.hub as hub_module
 
     folder = save_adapter(_model(tiny_model_dirs["bert"], "pfeiffer", "adapters"), tmp_path / "a")
     kit.push_to_hub(folder, "kit-tests/exists", token=hub.token)
@@ -175,7 +175,7 @@ def test_bad_hub_input_changes_nothing(hub, tiny_model_dirs, tmp_path, monkeypat
 
 
 def test_cli_push(hub, tiny_model_dirs, tmp_path, capsys):
-    from hf_adapter_kit.cli import main
+    from hf_adapter_kit.commands.cli import main
 
     folder = save_adapter(_model(tiny_model_dirs["bert"], "lora", "peft"), tmp_path / "a")
     assert main(["push", str(folder), "kit-tests/cli", "--token", hub.token, "--revision", "dev"]) == 0

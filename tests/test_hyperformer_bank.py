@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_adapter_kit.methods.common.routing import Routing
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
+from hf_adapter_kit.routing import Routing
 from tests.test_custom_methods import _net_with_drawn_generators, _reference_adapter
 
 

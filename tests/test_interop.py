@@ -11,12 +11,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel
 
-from hf_adapter_kit import AdapterKitError, get_config
+from hf_adapter_kit import AdapterKitError, from_pretrained, get_config
 from hf_adapter_kit.backends import get_backend
 from hf_adapter_kit.data import load_task
-from hf_adapter_kit.hub import from_pretrained
+from hf_adapter_kit.folders import AdapterMeta, attach_meta, save_adapter
 from hf_adapter_kit.modeling import load_base_model
-from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
 from tests.conftest import TINY, perturb
 
 

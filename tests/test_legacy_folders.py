@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_adapter_kit.hub import from_pretrained
+from hf_adapter_kit import from_pretrained
 from tests.test_methods_matrix import _batch
 
 

@@ -9,8 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_adapter_kit import AdapterKitError, from_pretrained, get_config, train
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.training.checkpointing import enable
-from hf_adapter_kit.training.sft import causal_lm_config
+from hf_adapter_kit.modeling.checkpointing import enable
 from tests.conftest import perturb
 
 
@@ -28,8 +27,8 @@ CASES = [
 
 def with_adapter(folder: str, method: str, backend: str, options: dict) -> torch.nn.Module:
     base = AutoModelForCausalLM.from_pretrained(folder)
-    config = causal_lm_config(get_config(method, backend, **options))
-    model = get_backend(backend).attach(base, config, "x")
+    config = get_config(method, backend, **options)
+    model = get_backend(backend).attach(base, config, "x", kind="causal-lm")
     torch.manual_seed(1)
     return perturb(model).train()  # every adapter weight gets a gradient
 

@@ -10,9 +10,9 @@ import torch
 import hf_adapter_kit as kit
 from hf_adapter_kit import get_config
 from hf_adapter_kit.backends import get_backend
+from hf_adapter_kit.folders import AdapterMeta, attach_meta, save_adapter
 from hf_adapter_kit.logs import INACTIVE_WARNING
 from hf_adapter_kit.modeling import load_base_model, load_tokenizer
-from hf_adapter_kit.saving import AdapterMeta, attach_meta, save_adapter
 
 
 LABELS = ["negative", "positive"]

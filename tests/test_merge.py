@@ -83,13 +83,13 @@ def test_what_cannot_be_merged_is_refused_first(lora_runs, tiny_model_dirs, tmp_
         "pfeiffer", "tweets-polarity", str(tmp_path / "p"), model_name_or_path=tiny_model_dirs["bert"],
         max_train_samples=16, max_eval_samples=8, max_steps=1, disable_tqdm=True,
     )  # fmt: skip
-    import hf_adapter_kit.saving as saving
+    import hf_adapter_kit.folders.load as saving
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the base model was loaded before the check")
 
     monkeypatch.setattr(saving, "load_base_model", no_loading)
-    message = r"`merge`=True is not valid: False for a 'pfeiffer' adapter: only LoRA \('lora'\)"
+    message = r"`merge`=True is not valid: False for a 'pfeiffer' adapter: only 'lora' is a linear update"
     with pytest.raises(AdapterKitError, match=message):
         from_pretrained(pfeiffer.adapter_dir, merge=True)
     with pytest.raises(AdapterKitError, match=message):

@@ -12,11 +12,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from hf_adapter_kit import get_config, list_methods
+from hf_adapter_kit import from_pretrained, get_config, list_methods
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.hub import from_pretrained
+from hf_adapter_kit.folders import AdapterMeta, attach_meta, remove_adapter, save_adapter
 from hf_adapter_kit.modeling import encoder_of, load_base_model
-from hf_adapter_kit.saving import AdapterMeta, attach_meta, remove_adapter, save_adapter
 from tests.conftest import perturb
 
 

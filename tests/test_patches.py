@@ -8,8 +8,8 @@ import pytest
 import transformers
 
 import hf_adapter_kit as kit
-from hf_adapter_kit.patches import transformers_pipeline as patch
-from hf_adapter_kit.saving import save_adapter
+from hf_adapter_kit.folders import save_adapter
+from hf_adapter_kit.serving import transformers_pipeline as patch
 from tests.test_hub import _model
 
 
@@ -18,7 +18,7 @@ def test_transformers_version_is_the_one_the_patch_was_written_against():
         f"patches/transformers_pipeline.py was written against transformers {patch.WRITTEN_AGAINST}.x; "
         f"{transformers.__version__} is installed: re-check the patch, then update WRITTEN_AGAINST."
     )
-    parameters = inspect.signature(patch._original).parameters
+    parameters = inspect.signature(patch.original_pipeline).parameters
     assert list(parameters)[:2] == ["task", "model"] and {"tokenizer", "revision", "token"} <= set(parameters)
 
 
@@ -58,8 +58,8 @@ def test_transformers_pipeline_with_three_labels(tiny_model_dirs, tmp_path):
     """transformers alone would build a 2-label head from the base config; the kit's labels and head size win."""
     from hf_adapter_kit import get_config
     from hf_adapter_kit.backends import get_backend
+    from hf_adapter_kit.folders import AdapterMeta, attach_meta
     from hf_adapter_kit.modeling import load_base_model
-    from hf_adapter_kit.saving import AdapterMeta, attach_meta
 
     labels = ["negative", "neutral", "positive"]
     base = load_base_model(tiny_model_dirs["bert"], labels)

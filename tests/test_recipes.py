@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from hf_adapter_kit import AdapterKitError
-from hf_adapter_kit.cli import main
-from hf_adapter_kit.parser import list_recipes, load_recipe, parse_train
+from hf_adapter_kit.commands.cli import main
+from hf_adapter_kit.commands.parser import list_recipes, load_recipe, parse_train
 from tests.conftest import write_csv
 
 
@@ -80,7 +80,7 @@ def test_missing_recipe_and_unknown_method(tmp_path, capsys):
 
 def test_demo_takes_a_recipe(monkeypatch, tmp_path):
     """`hf-adapter-kit demo --config ...` passes the recipe's values (not only the demo defaults) to the workflow."""
-    import hf_adapter_kit.workflow as workflow
+    import hf_adapter_kit.commands.demo as workflow
 
     seen = {}
     monkeypatch.setattr(workflow, "run_demo", lambda **kwargs: seen.update(kwargs))

@@ -16,11 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hf_adapter_kit import AdapterKitError, atomic, get_config, train
+from hf_adapter_kit import AdapterKitError, atomic, from_pretrained, get_config, train
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.hub import from_pretrained
+from hf_adapter_kit.folders import KIT_FILE, AdapterMeta, attach_meta, save_adapter
 from hf_adapter_kit.modeling import load_base_model
-from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, attach_meta, save_adapter
 from tests.conftest import write_csv
 
 
@@ -224,7 +223,12 @@ def test_another_depth_is_refused(saved):
     [
         ("lora", "peft", {"r": 64}, r"`r`=64 is larger than the model's hidden size 32"),
         ("lora", "adapters", {"r": 33}, r"`r`=33 is larger"),
-        ("pfeiffer", "adapters", {"reduction_factor": 64}, r"`reduction_factor`=64 leaves no bottleneck"),
+        (
+            "pfeiffer",
+            "adapters",
+            {"reduction_factor": 64},
+            r"`reduction_factor`=64 is not valid: at most the hidden size 32",
+        ),
     ],
 )
 def test_rank_or_bottleneck_larger_than_the_model(tiny_model_dirs, method, backend, options, match):

@@ -11,9 +11,9 @@ from transformers import AutoModel, AutoTokenizer
 
 import hf_adapter_kit as kit
 from hf_adapter_kit import AdapterKitError, get_config
+from hf_adapter_kit.folders import AdapterMeta, attach_meta
 from hf_adapter_kit.multitask import MultiTaskModel, TaskHead, TaskModel, attach_encoder
-from hf_adapter_kit.pipelines import MultiTaskTextClassificationPipeline
-from hf_adapter_kit.saving import AdapterMeta, attach_meta
+from hf_adapter_kit.serving.pipelines import MultiTaskTextClassificationPipeline
 from tests.conftest import perturb
 from tests.test_token_classification import write_conll
 

@@ -254,7 +254,7 @@ def test_bad_input_is_refused_before_anything_is_written(tiny_llm_dir, tiny_mode
 
 
 def test_cli_trains_an_sft_adapter(tiny_llm_dir, toy_files, tmp_path):
-    from hf_adapter_kit.cli import main
+    from hf_adapter_kit.commands.cli import main
 
     out = tmp_path / "cli"
     argv = ["train", "--method", "pfeiffer", "--task_type", "causal-lm", "--model_name_or_path", tiny_llm_dir]

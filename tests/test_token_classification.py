@@ -13,12 +13,12 @@ from huggingface_hub import ModelCard
 from transformers import AutoTokenizer
 
 from hf_adapter_kit import AdapterKitError, from_pretrained, list_methods, train
-from hf_adapter_kit.cli import main
+from hf_adapter_kit.commands.cli import main
 from hf_adapter_kit.data import load_task
+from hf_adapter_kit.folders import KIT_FILE, AdapterMeta, load_folder
 from hf_adapter_kit.metrics import IGNORED
 from hf_adapter_kit.modeling import load_tokenizer
 from hf_adapter_kit.registry import get_method, list_specs
-from hf_adapter_kit.saving import KIT_FILE, AdapterMeta, load_folder
 from hf_adapter_kit.training.preprocess import align_tags, tokenize_task
 
 

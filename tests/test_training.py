@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hf_adapter_kit import AdapterKitError, from_pretrained, train
-from hf_adapter_kit.cli import main
-from hf_adapter_kit.workflow import logits
+from hf_adapter_kit.commands.cli import main
+from hf_adapter_kit.commands.demo import logits
 
 
 QUICK = dict(num_train_epochs=2, per_device_train_batch_size=16, disable_tqdm=True, max_length=16)

@@ -10,7 +10,7 @@ import pytest
 import hf_adapter_kit.training.multitask as multitask_module
 import hf_adapter_kit.training.run as run_module
 from hf_adapter_kit import AdapterKitError, train
-from hf_adapter_kit.saving import check_output_dir
+from hf_adapter_kit.folders import check_output_dir
 from hf_adapter_kit.training.args import DataArguments, KitTrainingArguments, MethodArguments, ModelArguments
 from hf_adapter_kit.training.validate import check_values
 
@@ -111,7 +111,7 @@ def test_multi_task_runs_are_checked_too(tiny_model_dirs, tmp_path, no_model_loa
 
 
 def test_cli_refuses_before_anything_happens(tmp_path, capsys, no_model_loads):
-    from hf_adapter_kit.cli import main
+    from hf_adapter_kit.commands.cli import main
 
     out = tmp_path / "cli"
     for flags, match in [
@@ -154,7 +154,7 @@ def test_values_at_the_edges_are_accepted(tmp_path):
 
 def _read_only(folder: Path, monkeypatch) -> None:
     """Make ``folder`` unwritable; as root (which writes anywhere) the kit's permission probe is told so instead."""
-    import hf_adapter_kit.saving as saving
+    import hf_adapter_kit.folders.save as saving
 
     folder.chmod(0o555)
     if os.access(folder, os.W_OK):
@@ -206,7 +206,7 @@ def test_output_dir_checks_cover_saving_too(tmp_path):
 
 def test_the_command_line_refuses_before_transformers_does(tmp_path, capsys):
     """TrainingArguments refuses some values itself with plain ValueErrors; the kit's parser checks them first."""
-    from hf_adapter_kit.cli import main
+    from hf_adapter_kit.commands.cli import main
 
     out = tmp_path / "run"
     assert main(["train", "--config", "pfeiffer", "--warmup_ratio", "2", "--output_dir", str(out)]) == 2

@@ -19,24 +19,28 @@ from transformers import PreTrainedModel
 
 from ..logs import quiet_adapter_activation
 from ..modeling import head_prefixes, lm_head_only
-from .base import Backend, check_fits, load_into, set_trainable, weight_file
-
-
-WEIGHTS = "adapter.safetensors"
-HEAD_WEIGHTS = "model_head.safetensors"
+from ..registry import method_of_config
+from .base import Backend, check_fits, set_trainable
+from .files import ADAPTERS_HEAD_WEIGHTS, ADAPTERS_WEIGHTS, load_into, weight_file
 
 
 class AdaptersBackend(Backend):
     name = "adapters"
 
-    def attach(self, model: PreTrainedModel, config: Any, adapter_name: str) -> PreTrainedModel:
-        check_fits(config, model)
-        adapters.init(model)
-        with quiet_adapter_activation():
-            model.add_adapter(adapter_name, config=config)
-            model.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
+    def attach(
+        self, model: PreTrainedModel, config: Any, adapter_name: str, kind: str = "sequence"
+    ) -> PreTrainedModel:
+        self.attach_encoder(model, config, adapter_name)  # the adapter as on a bare encoder, then the head trains
         set_trainable(model, _trained_heads(model))
         return _in_base_dtype(model, adapter_name)
+
+    def attach_encoder(self, encoder: PreTrainedModel, config: Any, adapter_name: str) -> PreTrainedModel:
+        check_fits(config, encoder)
+        adapters.init(encoder)
+        with quiet_adapter_activation():
+            encoder.add_adapter(adapter_name, config=config)
+            encoder.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
+        return encoder
 
     def save(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
         model.save_adapter(str(directory), adapter_name, with_head=bool(_trained_heads(model)), use_safetensors=True)
@@ -44,19 +48,25 @@ class AdaptersBackend(Backend):
     def load(
         self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool = False
     ) -> PreTrainedModel:
-        weights = weight_file(directory, WEIGHTS, allow_pickle)
         if _trained_heads(model):
-            weight_file(directory, HEAD_WEIGHTS, allow_pickle)
+            weight_file(directory, ADAPTERS_HEAD_WEIGHTS, allow_pickle)
+        return _in_base_dtype(self._load(model, directory, adapter_name, allow_pickle), adapter_name).eval()
+
+    def load_encoder(self, encoder: PreTrainedModel, directory: Path, adapter_name: str) -> PreTrainedModel:
+        return self._load(encoder, directory, adapter_name, allow_pickle=False)
+
+    def _load(self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool):
+        weights = weight_file(directory, ADAPTERS_WEIGHTS, allow_pickle)
         adapters.init(model)
         # With safetensors present adapters reads only them; otherwise it uses torch.load(weights_only=True).
         safe = weights.suffix == ".safetensors"
         with quiet_adapter_activation():
             model.load_adapter(str(directory), load_as=adapter_name, set_active=True, use_safetensors=safe)
-        return _in_base_dtype(model, adapter_name).eval()
+        return model
 
     def load_weights(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
-        heads = [weight_file(directory, HEAD_WEIGHTS)] if _trained_heads(model) else []
-        load_into(model, weight_file(directory, WEIGHTS), *heads)
+        heads = [weight_file(directory, ADAPTERS_HEAD_WEIGHTS)] if _trained_heads(model) else []
+        load_into(model, weight_file(directory, ADAPTERS_WEIGHTS), *heads)
 
     def merge(self, model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
         """``adapters``' ``merge_adapter``: the LoRA update added to the base weights; the merged LoRA modules stay
@@ -70,16 +80,16 @@ class AdaptersBackend(Backend):
         return model
 
 
-KIT_ARCHITECTURES = ("hf_adapter_kit.parallel", "hf_adapter_kit.hyperformer")
-
-
 def _in_base_dtype(model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:
     """On a half-precision base (``torch_dtype``), ``adapters``' own modules (bottleneck, LoRA, ...) compute in their
     weights' dtype, which ``add_adapter`` makes float32: they would fail on half-precision hidden states. They are
-    cast to the base's dtype with the library's ``adapter_to``, as its own half-precision examples do. The kit's
-    methods keep float32 weights and cast their outputs (``methods/common/weights.py``)."""
-    config = model.adapters_config.get(adapter_name) or {}
-    if model.dtype in (torch.float16, torch.bfloat16) and config.get("architecture") not in KIT_ARCHITECTURES:
+    cast to the base's dtype with the library's ``adapter_to``, as its own half-precision examples do. A method whose
+    spec ``keeps_float32`` (the kit's own modules) keeps float32 weights and casts its outputs instead
+    (``methods/common/weights.py``)."""
+    if model.dtype not in (torch.float16, torch.bfloat16):
+        return model
+    spec = method_of_config(model.adapters_config.match(adapter_name, config_type=object) or {})
+    if spec is None or not spec.keeps_float32:
         model.adapter_to(adapter_name, dtype=model.dtype)
     return model
 

@@ -4,6 +4,11 @@ Saved folders are what PEFT writes with ``save_pretrained`` (``adapter_config.js
 with the classification head as a ``modules_to_save`` entry), so plain ``PeftModel.from_pretrained`` loads them.
 PEFT writes a non-default adapter into a sub-folder named after it; the kit keeps PEFT's ``default`` name so the
 folder is flat, and records the task name in its own metadata instead.
+
+A config's ``task_type`` follows the model's task kind (``kinds.py``): the methods' configs default to ``SEQ_CLS``,
+which becomes ``TOKEN_CLS`` or ``CAUSAL_LM`` on those kinds (PEFT's wrapper class of that type is what
+``generate`` goes through and what ``PeftModel.from_pretrained`` rebuilds), and a classification head the model has
+is trained and saved (``modules_to_save``; PEFT's own default knows only ``classifier`` and ``score``).
 """
 
 from __future__ import annotations
@@ -15,23 +20,30 @@ import peft
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
+from ..errors import AdapterKitError
+from ..kinds import CLASSIFICATION, ENCODER_TASK_TYPE, get_kind
 from ..modeling import head_prefixes
-from .base import Backend, check_fits, weight_file
+from .base import Backend, check_fits
+from .files import PEFT_WEIGHTS, weight_file
 
 
-WEIGHTS = "adapter_model.safetensors"
 PEFT_ADAPTER_NAME = "default"
+DEFAULT_TASK_TYPE = "SEQ_CLS"  # what the methods' PEFT configs carry until a run names the kind
 
 
 class PeftBackend(Backend):
     name = "peft"
 
-    def attach(self, model: PreTrainedModel, config: Any, adapter_name: str) -> peft.PeftModel:
+    def attach(self, model: PreTrainedModel, config: Any, adapter_name: str, kind: str = "sequence") -> peft.PeftModel:
         check_fits(config, model)
-        if getattr(config, "task_type", None) == peft.TaskType.SEQ_CLS and not config.modules_to_save:
-            # PEFT's SEQ_CLS default only knows "classifier" and "score"; name the model's actual head.
-            config.modules_to_save = head_prefixes(model)
+        for_kind(config, kind, model)
         return _dedupe_modules_to_save(peft.get_peft_model(model, config, adapter_name=PEFT_ADAPTER_NAME))
+
+    def attach_encoder(self, encoder: PreTrainedModel, config: Any, adapter_name: str) -> peft.PeftModel:
+        check_fits(config, encoder)
+        config.task_type = ENCODER_TASK_TYPE
+        config.modules_to_save = None  # the heads are the multi-task model's own
+        return peft.get_peft_model(encoder, config, adapter_name=PEFT_ADAPTER_NAME)
 
     def save(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
         # The kit never resizes a vocabulary, so PEFT's "auto" check whether it did is skipped: for a base model named by
@@ -42,21 +54,26 @@ class PeftBackend(Backend):
         self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool = False
     ) -> peft.PeftModel:
         # PEFT reads adapter_model.safetensors when present, else the pickle with torch.load(weights_only=True).
-        weight_file(directory, WEIGHTS, allow_pickle)
+        weight_file(directory, PEFT_WEIGHTS, allow_pickle)
         loaded = peft.PeftModel.from_pretrained(model, str(directory), adapter_name=PEFT_ADAPTER_NAME)
         return _dedupe_modules_to_save(loaded).eval()
 
+    def load_encoder(self, encoder: PreTrainedModel, directory: Path, adapter_name: str) -> peft.PeftModel:
+        weight_file(directory, PEFT_WEIGHTS)
+        return peft.PeftModel.from_pretrained(encoder, str(directory), adapter_name=PEFT_ADAPTER_NAME)
+
     def load_weights(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
-        state = load_file(str(weight_file(directory, WEIGHTS)))
+        state = load_file(str(weight_file(directory, PEFT_WEIGHTS)))
         result = peft.set_peft_model_state_dict(model, state, adapter_name=PEFT_ADAPTER_NAME)
         missing = [k for k in result.missing_keys if PEFT_ADAPTER_NAME in k]
         if missing:
-            from ..errors import AdapterKitError
-
             raise AdapterKitError(f"{directory}: the checkpoint lacks adapter tensors {missing[:5]}.")
 
     def remove(self, model: peft.PeftModel, adapter_name: str) -> PreTrainedModel:
         return model.unload()
+
+    def library_adapter_name(self, adapter_name: str) -> str:
+        return PEFT_ADAPTER_NAME  # the folder stays flat (see the module's docstring)
 
     def base_model(self, model: peft.PeftModel) -> PreTrainedModel:
         return model.get_base_model()
@@ -64,6 +81,17 @@ class PeftBackend(Backend):
     def merge(self, model: peft.PeftModel, adapter_name: str) -> PreTrainedModel:
         """PEFT's ``merge_and_unload``: the base model, its weights updated, the LoRA layers gone."""
         return model.merge_and_unload()
+
+
+def for_kind(config: Any, kind: str, model: PreTrainedModel) -> Any:
+    """``config``'s ``task_type`` for the model's task kind (unless the user set another than the default), and the
+    model's classification head trained and saved with the adapter."""
+    if str(getattr(config, "task_type", None)) in {DEFAULT_TASK_TYPE, f"TaskType.{DEFAULT_TASK_TYPE}"}:
+        config.task_type = get_kind(kind).peft_task_type
+    if kind in CLASSIFICATION and getattr(config, "task_type", None) in {"SEQ_CLS", "TOKEN_CLS"}:
+        if not config.modules_to_save:
+            config.modules_to_save = head_prefixes(model)
+    return config
 
 
 def _dedupe_modules_to_save(model: peft.PeftModel) -> peft.PeftModel:

@@ -1,28 +1,26 @@
-"""The baselines, on plain transformers: ``full`` trains and saves the whole model, ``head`` only the task head."""
+"""The baselines, on plain transformers: a ``whole_model`` method (``full``) trains and saves the whole model, the
+others (``head``) only the task head."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
 from ..errors import AdapterKitError
-from ..methods.full import FullFineTuningConfig
-from ..methods.head import HeadOnlyConfig
 from ..modeling import head_prefixes
-from .base import PICKLED_NAMES, Backend, load_into, set_trainable, weight_file
-
-
-FULL_WEIGHTS = "model.safetensors"
-HEAD_WEIGHTS = "head.safetensors"
+from ..registry import get_method
+from .base import Backend, set_trainable
+from .files import FULL_WEIGHTS, HEAD_WEIGHTS, PICKLED_NAMES, load_into, weight_file
 
 
 class TransformersBackend(Backend):
     name = "transformers"
 
-    def attach(self, model: PreTrainedModel, config: FullFineTuningConfig | HeadOnlyConfig, adapter_name: str):
-        full = isinstance(config, FullFineTuningConfig)
+    def attach(self, model: PreTrainedModel, config: Any, adapter_name: str, kind: str = "sequence"):
+        full = get_method(config.method).whole_model  # the baselines' configs name their method
         model.requires_grad_(full)
         set_trainable(model, head_prefixes(model))
         model.hf_adapter_kit_full = full

@@ -25,12 +25,8 @@ from ..errors import choices
 METRICS = ("accuracy", "f1_macro")  # the text-classification modules; each returns the key of its name
 TOKEN_METRIC = "entity_f1"
 MODULES = (*METRICS, TOKEN_METRIC)
-# What a run reports, by task kind (the keys of ``TrainResult.test_metrics``, and what ``metric_for_best_model`` takes).
-RESULT_KEYS = {
-    "sequence": METRICS,
-    "token": ("entity_precision", "entity_recall", "entity_f1", "token_accuracy"),
-}
-BEST_METRIC = {"sequence": "accuracy", "token": "entity_f1"}  # the default ``metric_for_best_model``
+# What a token-classification run reports (the entity_f1 module's keys); kinds.py maps each task kind to its keys.
+TOKEN_RESULTS = ("entity_precision", "entity_recall", "entity_f1", "token_accuracy")
 IGNORED = -100  # label id of positions that carry no label (special tokens, padding, a word's later sub-words)
 
 

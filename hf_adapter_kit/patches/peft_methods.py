@@ -10,7 +10,7 @@ Written against peft 0.21.2. What it changes, and why:
    ``save_pretrained``, ``PeftConfig.from_pretrained`` and ``PeftModel.from_pretrained`` work.
 2. ``forward`` and ``generate`` of ``PeftModel`` and its task classes take ``task_ids=``; PEFT hands them to the base
    model only for its POLY method and drops them otherwise. For an active kit adapter the wrapper below sets them
-   as the call's task context (:func:`hf_adapter_kit.methods.common.routing.task_context`; in ``generate`` ids per
+   as the call's task context (:func:`hf_adapter_kit.routing.task_context`; in ``generate`` ids per
    prompt also cover its beams) instead; a call without them keeps the context it runs in; for every other adapter
    the call is passed on unchanged.
 
@@ -26,7 +26,7 @@ from peft import peft_model
 from peft.utils import register_peft_method
 from peft.utils.peft_types import PeftType
 
-from ..methods.common.routing import task_context
+from ..routing import task_context
 
 
 WRITTEN_AGAINST = "0.21"

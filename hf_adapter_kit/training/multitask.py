@@ -32,19 +32,13 @@ from transformers import (
 
 from ..data import load_task
 from ..errors import invalid
-from ..methods.common.routing import check_tasks
-from ..metrics import (
-    BEST_METRIC,
-    RESULT_KEYS,
-    TOKEN_METRIC,
-    compute_classification_metrics,
-    load_metric,
-    tag_sequences,
-)
+from ..folders import attach_meta, check_output_dir
+from ..kinds import get_kind
+from ..metrics import TOKEN_METRIC, compute_classification_metrics, load_metric, tag_sequences
 from ..modeling import load_tokenizer, resolve_model_path
-from ..multitask import MultiTaskModel, TaskHead, attach_encoder, load_weights
+from ..multitask import MultiTaskModel, TaskHead, attach_encoder
 from ..registry import multi_task_methods, resolve_backend
-from ..saving import attach_meta, check_output_dir
+from ..routing import check_tasks
 from .preprocess import tokenize_task
 from .trainer import KitTrainer
 from .validate import check_arguments
@@ -93,7 +87,7 @@ class TemperatureBatchSampler(Sampler):
 
 def summary_keys(kinds: list[str]) -> list[str]:
     """The keys a multi-task evaluation reports beside each task's: the means of the tasks' metrics, and ``score``."""
-    return [key for kind in dict.fromkeys(kinds) for key in RESULT_KEYS[kind]] + ["score"]
+    return [key for kind in dict.fromkeys(kinds) for key in get_kind(kind).result_keys] + ["score"]
 
 
 class MultiTaskTrainer(KitTrainer):
@@ -108,7 +102,7 @@ class MultiTaskTrainer(KitTrainer):
         )
 
     def _load_checkpoint_weights(self, model, checkpoint) -> None:
-        load_weights(model, checkpoint, self.kit_meta.backend, self.kit_meta.adapter_name)
+        model.load_weights(checkpoint)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         datasets_by_task = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -119,9 +113,13 @@ class MultiTaskTrainer(KitTrainer):
         prefix = metric_key_prefix
         kind_of = {task: self.task_heads[task]["kind"] for task in datasets_by_task}
         for key in summary_keys(list(kind_of.values()))[:-1]:  # each metric's mean over the tasks that report it
-            values = [metrics[f"{prefix}_{task}_{key}"] for task, kind in kind_of.items() if key in RESULT_KEYS[kind]]
+            values = [
+                metrics[f"{prefix}_{task}_{key}"]
+                for task, kind in kind_of.items()
+                if key in get_kind(kind).result_keys
+            ]
             metrics[f"{prefix}_{key}"] = float(np.mean(values))
-        main = [metrics[f"{prefix}_{task}_{BEST_METRIC[kind]}"] for task, kind in kind_of.items()]
+        main = [metrics[f"{prefix}_{task}_{get_kind(kind).best_metric}"] for task, kind in kind_of.items()]
         metrics[f"{prefix}_score"] = float(np.mean(main))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -247,7 +245,7 @@ def run_multitask_training(model_args, data_args, method_args, training_args):
         output_dir,
         trainable,
         base_parameters,
-        task_metrics={n: {k: float(test[f"test_{n}_{k}"]) for k in RESULT_KEYS[kinds[n]]} for n in names},
+        task_metrics={n: {k: float(test[f"test_{n}_{k}"]) for k in get_kind(kinds[n]).result_keys} for n in names},
         train_examples={n: s["train"].num_rows for n, s in zip(names, encoded, strict=True)},
         temperature=data_args.temperature,
     )

@@ -22,10 +22,11 @@ from transformers.trainer import TRAINER_STATE_NAME
 from ..backends import get_backend
 from ..data import TaskData, load_task
 from ..errors import AdapterKitError, invalid
-from ..metrics import BEST_METRIC, RESULT_KEYS, argmax_logits, compute_classification_metrics, token_metrics
-from ..modeling import head_prefixes, load_base_model, load_tokenizer, resolve_model_path
+from ..folders import AdapterMeta, attach_meta, check_output_dir, folder_size, save_adapter
+from ..kinds import get_kind
+from ..metrics import argmax_logits, compute_classification_metrics, token_metrics
+from ..modeling import load_base_model, load_tokenizer, resolve_model_path
 from ..registry import resolve_backend
-from ..saving import AdapterMeta, attach_meta, check_output_dir, folder_size, save_adapter
 from .args import ARGUMENT_CLASSES, DataArguments, KitTrainingArguments, MethodArguments, ModelArguments, split_kwargs
 from .preprocess import tokenize_task
 from .trainer import KitTrainer
@@ -110,9 +111,7 @@ def run_training(
         base, spec.name, backend_name, args, task, task.name, task.name, label_names=task.label_names, kind=task.kind
     )
     adapter_name = meta.adapter_name
-    if token and backend_name == "peft":
-        token_classification_config(config, base)
-    model = get_backend(backend_name).attach(base, config, adapter_name)
+    model = get_backend(backend_name).attach(base, config, adapter_name, kind=task.kind)
     attach_meta(model, meta)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -129,7 +128,7 @@ def run_training(
     )
     train_output = trainer.train(resume_from_checkpoint=resume)
     test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
-    meta.metrics = {key: float(test[f"test_{key}"]) for key in RESULT_KEYS[task.kind]}
+    meta.metrics = {key: float(test[f"test_{key}"]) for key in get_kind(task.kind).result_keys}
     return finish_run(
         trainer,
         train_output,
@@ -163,24 +162,19 @@ def new_meta(
 
 def pick_best_metric(training_args: KitTrainingArguments, kind: str) -> None:
     """``metric_for_best_model``: the task kind's own when the user gave none, else one the task reports."""
+    task_kind = get_kind(kind)
     if getattr(training_args, "kit_default_metric", False):
-        training_args.metric_for_best_model = BEST_METRIC[kind]
+        training_args.metric_for_best_model = task_kind.best_metric
+        training_args.greater_is_better = task_kind.greater_is_better
         return
     metric = training_args.metric_for_best_model
-    allowed = [*RESULT_KEYS[kind], "loss"]
+    allowed = task_kind.best_metrics()
     if metric is not None and metric.removeprefix("eval_") not in allowed:
-        what = "token classification" if kind == "token" else "text classification"
-        raise invalid("metric_for_best_model", metric, f"this task is {what}, which reports {allowed} (or unset).")
-
-
-def token_classification_config(config: Any, base: PreTrainedModel) -> None:
-    """A PEFT config for a token-classification base: PEFT's TOKEN_CLS task type (its PeftModelForTokenClassification
-    wrapper, which ``PeftModel.from_pretrained`` rebuilds from the saved config) instead of the methods' SEQ_CLS
-    default, and the model's actual head trained and saved (``modules_to_save``)."""
-    if getattr(config, "task_type", None) == "SEQ_CLS":
-        config.task_type = "TOKEN_CLS"
-    if getattr(config, "task_type", None) == "TOKEN_CLS" and not config.modules_to_save:
-        config.modules_to_save = head_prefixes(base)
+        raise invalid(
+            "metric_for_best_model",
+            metric,
+            f"this task is {task_kind.description}, which reports {allowed} (or unset).",
+        )
 
 
 def finish_run(

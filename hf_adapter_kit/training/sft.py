@@ -19,8 +19,6 @@ the label -100.
 
 from __future__ import annotations
 
-from typing import Any
-
 import datasets
 import numpy as np
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase, set_seed
@@ -28,19 +26,18 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase, set_se
 from ..backends import get_backend
 from ..data.instructions import InstructionData, load_instructions
 from ..errors import AdapterKitError, invalid
+from ..folders import attach_meta, check_output_dir
 from ..llm.generation import evaluate_generation
-from ..methods.common.routing import task_context
 from ..metrics import IGNORED
 from ..modeling import load_base_model, load_tokenizer, resolve_model_path
-from ..registry import list_methods, resolve_backend
-from ..saving import attach_meta, check_output_dir
+from ..registry import names_where, resolve_backend
+from ..routing import task_context
 from .args import DataArguments, KitTrainingArguments, MethodArguments, ModelArguments
 from .multitask import TemperatureBatchSampler, check_multitask_arguments
 from .trainer import KitTrainer
 
 
 KIND = "causal-lm"
-NOT_FOR_LLMS = ("head",)  # trains a classification head, which a causal LM does not have
 
 
 def run_sft_training(
@@ -54,13 +51,13 @@ def run_sft_training(
 
     # Every check runs before anything is loaded, trained or written.
     spec, backend_name = resolve_backend(method_args.method, method_args.backend)
-    if spec.name in NOT_FOR_LLMS:
-        allowed = [m for m in list_methods() if m not in NOT_FOR_LLMS]
+    if not spec.causal_lm:
+        allowed = names_where(lambda s: s.causal_lm)
         raise invalid("method", method_args.method, f"with task_type='causal-lm' one of {allowed}.")
     # several tasks: a multi-task adapter
     names = None if data_args.tasks is None else check_multitask_arguments(spec, data_args, method_args)
     options = method_args.options() | ({"tasks": names} if names else {})
-    config = causal_lm_config(spec.configs[backend_name](**options))
+    config = spec.configs[backend_name](**options)
     output_dir = check_output_dir(training_args.output_dir)
     resolve_model_path(model_args.model_name_or_path)
     resume = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
@@ -105,7 +102,7 @@ def run_sft_training(
     else:
         meta = new_meta(base, spec.name, backend_name, args, first, first.name, first.name,
                         label_names=list(first.label_names), kind=KIND)  # fmt: skip
-    model = get_backend(backend_name).attach(base, config, meta.adapter_name)
+    model = get_backend(backend_name).attach(base, config, meta.adapter_name, kind=KIND)
     attach_meta(model, meta)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     settings = dict(
@@ -174,14 +171,6 @@ class MultiTaskSFTTrainer(KitTrainer):
     def _get_train_sampler(self, train_dataset=None):
         seed = self.args.data_seed or self.args.seed
         return TemperatureBatchSampler(self.task_sizes, self.args.train_batch_size, self.temperature, seed)
-
-
-def causal_lm_config(config: Any) -> Any:
-    """A PEFT config gets PEFT's CAUSAL_LM task type (``PeftModelForCausalLM``, which ``generate`` goes through and
-    ``PeftModel.from_pretrained`` rebuilds), in place of the methods' SEQ_CLS default; other configs stay as they are."""
-    if str(getattr(config, "task_type", None)) in {"SEQ_CLS", "TaskType.SEQ_CLS"}:
-        config.task_type = "CAUSAL_LM"
-    return config
 
 
 def pick_loss_for_best(training_args: KitTrainingArguments) -> None:

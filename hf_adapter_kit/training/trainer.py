@@ -23,7 +23,8 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ..backends import get_backend
-from ..saving import AdapterMeta, save_adapter
+from ..folders import AdapterMeta, save_adapter
+from ..modeling.checkpointing import enable
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -73,12 +74,10 @@ class StepTimer(TrainerCallback):
 
 
 class GradientCheckpointing(TrainerCallback):
-    """With ``gradient_checkpointing=True``: checkpointing as :mod:`.checkpointing` sets it up, once training begins
+    """With ``gradient_checkpointing=True``: checkpointing as :mod:`hf_adapter_kit.modeling.checkpointing` sets it up, once training begins
     (after the Trainer's own ``gradient_checkpointing_enable``, whose reentrant default leaves adapters untrained)."""
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        from .checkpointing import enable
-
         enable(model, args.gradient_checkpointing_kwargs)
 
 

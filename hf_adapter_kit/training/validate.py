@@ -23,8 +23,8 @@ from typing import Any
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..errors import choices, invalid
-from ..metrics import RESULT_KEYS
-from ..saving import check_output_dir
+from ..folders import check_output_dir
+from ..kinds import CLASSIFICATION, get_kind
 
 
 SEED_MAX = 2**32 - 1  # NumPy's limit; transformers.set_seed seeds NumPy too
@@ -169,7 +169,7 @@ def _check_strategies(v: dict[str, Any]) -> None:
     single_task = v.get("tasks") is None  # multi-task runs always pick the best checkpoint by mean accuracy
     metric = v.get("metric_for_best_model")
     if single_task and metric is not None:  # None: the task's own (accuracy, or entity_f1 for token tasks)
-        known = {key for keys in RESULT_KEYS.values() for key in keys} | {"loss"}
+        known = {key for kind in (*CLASSIFICATION, "causal-lm") for key in get_kind(kind).best_metrics()}
         allowed = sorted(known | {f"eval_{m}" for m in known})
         if metric not in allowed:
             raise choices("metric_for_best_model", metric, allowed)

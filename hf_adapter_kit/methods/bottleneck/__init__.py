@@ -15,6 +15,17 @@ from .peft_backend import BottleneckPeftConfig, BottleneckTuner
 
 
 PEFT = PeftMethod("HF_ADAPTER_KIT_BOTTLENECK", BottleneckPeftConfig, BottleneckTuner)
+MARKERS = {"adapters": "adapters.{adapter_name}"}  # adapters keeps each layer's bottleneck under its name
+
+
+def _bottleneck(config, *, attention: bool) -> bool:
+    """A plain ``adapters`` sequential bottleneck config (its saved dict) with or without the attention adapter."""
+    return (
+        config.get("architecture") in (None, "bottleneck")
+        and bool(config.get("mh_adapter")) == attention
+        and bool(config.get("output_adapter"))
+        and not config.get("is_parallel")
+    )
 
 
 def _adapters_config(cls: type, method: str):
@@ -58,6 +69,8 @@ register_method(
         aliases=("double_seq_bn",),
         peft=PEFT,
         recipe="houlsby",
+        reads_foreign={"adapters": lambda config: _bottleneck(config, attention=True)},
+        markers=MARKERS,
     )
 )
 
@@ -79,5 +92,7 @@ register_method(
         aliases=("seq_bn",),
         peft=PEFT,
         recipe="pfeiffer",
+        reads_foreign={"adapters": lambda config: _bottleneck(config, attention=False)},
+        markers=MARKERS,
     )
 )

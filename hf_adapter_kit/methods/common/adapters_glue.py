@@ -9,7 +9,7 @@ or what ``model.adapter_to(name, dtype=...)`` made them) and hands back the call
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from adapters import BnConfig
@@ -18,8 +18,8 @@ from adapters.context import AdapterSetup, ForwardContext
 from torch import nn
 
 from ...errors import AdapterKitError
+from ...routing import Routing, routing
 from . import checks
-from .routing import Routing, routing
 from .weights import INIT_SCHEMES
 
 
@@ -89,21 +89,6 @@ def _stacked(setup) -> bool:
     return isinstance(setup, str) or (isinstance(setup, Stack) and all(_stacked(child) for child in setup))
 
 
-class MissingReductionFactor(AdapterKitError, KeyError):
-    """``adapters`` raises ``KeyError`` for a per-layer factor mapping without the layer or a default; so does the kit,
-    with its own message (the class is both)."""
-
-
 def bottleneck_size(config: BnConfig, hidden_size: int, layer_idx: int | None = None) -> int:
-    """``hidden_size // reduction_factor``; a mapping (``adapters``' per-layer form) gives the layer's own factor, or
-    its ``"default"``."""
-    factor = config.reduction_factor
-    if isinstance(factor, Mapping):
-        key = str(layer_idx) if str(layer_idx) in factor else "default"
-        if key not in factor:
-            raise MissingReductionFactor(
-                f"`reduction_factor`={dict(factor)!r} is not valid: it names no factor for layer {layer_idx} and no "
-                "'default'; give every layer or a 'default' key, as adapters requires."
-            )
-        factor = factor[key]
-    return max(1, int(hidden_size // factor))
+    """The bottleneck of a kit module on ``adapters`` at ``layer_idx`` (``checks.bottleneck_size``)."""
+    return checks.bottleneck_size(config.reduction_factor, hidden_size, layer_idx)

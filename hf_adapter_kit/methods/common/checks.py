@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import AdapterKitError, invalid  # noqa: F401  (invalid: re-exported for the configs)
+from ...routing import check_tasks as tasks  # noqa: F401  (re-exported: the configs check their task lists)
 
 
 POSITIONS = ("attention", "ffn")
@@ -53,20 +54,6 @@ def positions(value: Any) -> list[str]:
     return list(value)
 
 
-def tasks(value: Any, argument: str = "tasks") -> tuple[str, ...]:
-    """A non-empty list of distinct, non-empty task names, as a tuple."""
-    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) == 0:
-        raise invalid(argument, value, "a non-empty list of task names, e.g. ['sentiment', 'ner'].")
-    names = tuple(value)
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise invalid(argument, value, f"every task name must be a non-empty string; got {name!r}.")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise invalid(argument, value, f"task names must be unique; repeated: {repeated}.")
-    return names
-
-
 def scaling(value: Any) -> None:
     if value != "learned" and not _is_number(value):
         raise invalid("scaling", value, "a number, or 'learned' for a learned scale per task.")
@@ -80,6 +67,35 @@ def one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
 def seed(name: str, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise invalid(name, value, "None or an integer seed.")
+
+
+class MissingReductionFactor(AdapterKitError, KeyError):
+    """``adapters`` raises ``KeyError`` for a per-layer factor mapping without the layer or a default; so does the kit,
+    with its own message (the class is both)."""
+
+
+def bottleneck_size(reduction_factor: Any, hidden_size: int, layer_idx: int | None = None) -> int:
+    """The one rule for every bottleneck of every method and backend: ``hidden_size // reduction_factor``, refused
+    when that leaves nothing. A mapping (``adapters``' per-layer form) gives the layer's own factor, or its
+    ``"default"``; with ``layer_idx=None`` every factor it holds is checked."""
+    if isinstance(reduction_factor, Mapping):
+        if layer_idx is None:
+            return min(bottleneck_size(f, hidden_size) for f in reduction_factor.values())
+        key = str(layer_idx) if str(layer_idx) in reduction_factor else "default"
+        if key not in reduction_factor:
+            raise MissingReductionFactor(
+                f"`reduction_factor`={dict(reduction_factor)!r} is not valid: it names no factor for layer {layer_idx} "
+                "and no 'default'; give every layer or a 'default' key, as adapters requires."
+            )
+        return bottleneck_size(reduction_factor[key], hidden_size)
+    size = int(hidden_size // reduction_factor)
+    if size < 1:
+        raise invalid(
+            "reduction_factor",
+            reduction_factor,
+            f"at most the hidden size {hidden_size}: hidden_size // reduction_factor must leave a bottleneck of 1 or more.",
+        )
+    return size
 
 
 def factory(cls: type, method: str, /, **defaults: Any):

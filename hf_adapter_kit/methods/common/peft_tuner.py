@@ -11,7 +11,8 @@ its registration connects them to PEFT (:mod:`hf_adapter_kit.patches.peft_method
 - a half-precision base: adapter weights are fp32 with ``autocast_adapter_dtype=True`` (PEFT's default) or take the
   base's dtype with ``False``; the layer casts its input to the adapter's dtype and the result back.
 
-Merging is refused with the kit's error: these adapters hold a non-linearity, so no weight update equals them.
+Merging is refused with the kit's error (:class:`MergeRefused`): these adapters hold a non-linearity, so no weight
+update equals them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, _get_in_out_feat
 from torch import nn
 
 from ...errors import AdapterKitError, invalid
+from ...registry import names_where
 from . import checks, placement
 from .passes import untrack_passes
 from .weights import adapter_dtype
@@ -34,11 +36,12 @@ from .weights import adapter_dtype
 class MergeRefused(AdapterKitError):
     """The kit's adapters cannot be merged into the base weights."""
 
-
-MERGE_MESSAGE = (
-    "`merge`: the kit's bottleneck, parallel and Hyperformer adapters have a non-linearity and cannot be merged into "
-    "the base weights; use `unload()` to remove them, or LoRA for an adapter that merges."
-)
+    def __init__(self):
+        mergeable = ", ".join(names_where(lambda spec: spec.mergeable)) or "none"
+        super().__init__(
+            "`merge`: this adapter has a non-linearity and cannot be merged into the base weights; use `unload()` to "
+            f"remove it, or a method that merges ({mergeable})."
+        )
 
 
 @dataclass
@@ -87,10 +90,7 @@ class KitPeftConfig(PeftConfig):
         """The method's own options; a method's options class (first among the config's bases) overrides this."""
 
     def bottleneck_size(self, hidden_size: int) -> int:
-        size = int(hidden_size // self.reduction_factor)
-        if size < 1:
-            raise invalid("reduction_factor", self.reduction_factor, f"at most the hidden size {hidden_size}.")
-        return size
+        return checks.bottleneck_size(self.reduction_factor, hidden_size)
 
 
 class KitLayer(nn.Module, BaseTunerLayer):
@@ -174,7 +174,7 @@ class KitLayer(nn.Module, BaseTunerLayer):
         self.kit_options.pop(adapter_name, None)
 
     def merge(self, safe_merge: bool = False, adapter_names=None) -> None:
-        raise MergeRefused(MERGE_MESSAGE)
+        raise MergeRefused()
 
     def unmerge(self) -> None:
         """Nothing is ever merged (see :meth:`merge`)."""
@@ -258,7 +258,7 @@ class KitTuner(BaseTuner):
 
     def _unload_and_optionally_merge(self, merge=True, progressbar=False, safe_merge=False, adapter_names=None):
         if merge:
-            raise MergeRefused(MERGE_MESSAGE)
+            raise MergeRefused()
         layers = [m for m in self.model.modules() if isinstance(m, KitLayer)]
         model = super()._unload_and_optionally_merge(False, progressbar, safe_merge, adapter_names)
         for layer in layers:
@@ -267,4 +267,4 @@ class KitTuner(BaseTuner):
         return model
 
     def merge_adapter(self, adapter_names=None, safe_merge: bool = False) -> None:
-        raise MergeRefused(MERGE_MESSAGE)
+        raise MergeRefused()

@@ -23,5 +23,6 @@ register_method(
         default_backend="transformers",
         learning_rate=5e-5,
         recipe="full",
+        whole_model=True,
     )
 )

@@ -13,6 +13,7 @@ from ...registry import AdaptersMethod, MethodSpec, PeftMethod, register_method
 from ..common import checks
 from .adapters_backend import ARCHITECTURE, HyperformerConfig, build_layer, build_shared
 from .peft_backend import HyperformerPeftConfig, HyperformerTuner
+from .tasks import add_task
 
 
 register_method(
@@ -27,9 +28,7 @@ register_method(
             "peft": checks.factory(HyperformerPeftConfig, "hyperformer", method="hyperformer", task_type="SEQ_CLS"),
         },
         default_backend="adapters",
-        # one task, projected_dim 8: 1e-3 beat 3e-4 on validation (bench/results/single-task-sweep-validation.md);
-        # three tasks trained together prefer 3e-4 (hyperformer-sweep-validation.md), which recipes/hyperformer sets
-        learning_rate=1e-3,
+        learning_rate=1e-3,  # one task; recipes/hyperformer sets 3e-4 for three tasks (docs/benchmarks.md)
         reference="Karimi Mahabadi et al. 2021, Parameter-efficient Multi-task Fine-tuning for Transformers via "
         "Shared Hypernetworks",
         aliases=("hyperformer++",),
@@ -37,5 +36,8 @@ register_method(
         peft=PeftMethod("HF_ADAPTER_KIT_HYPERFORMER", HyperformerPeftConfig, HyperformerTuner),
         adapters=AdaptersMethod("hyperformer", HyperformerConfig, ARCHITECTURE, build_layer, build_shared),
         recipe="hyperformer",
+        keeps_float32=True,
+        add_task=add_task,
+        markers={"adapters": "shared_parameters.{adapter_name}"},  # every weight is the shared hypernetwork's
     )
 )

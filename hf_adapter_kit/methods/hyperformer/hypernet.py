@@ -43,8 +43,9 @@ from torch import nn
 from transformers.activations import get_activation
 
 from ...errors import invalid
+from ...routing import Routing
 from ..common.checks import POSITIONS
-from ..common.routing import Routing, matmul_into, per_example_linear
+from ..common.ops import matmul_into, per_example_linear
 from ..common.weights import init_projection
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ...routing import routing
 from ..common.passes import current_pass, track_passes
 from ..common.peft_tuner import KitLayer, KitPeftConfig, KitTuner
-from ..common.routing import routing
 from ..common.weights import scheme_for
 from .config import HyperformerOptions
 from .hypernet import HyperNetwork

@@ -32,5 +32,7 @@ register_method(
         peft=PeftMethod("HF_ADAPTER_KIT_PARALLEL", ParallelPeftConfig, ParallelTuner),
         adapters=AdaptersMethod("multitask_parallel", MultiTaskParallelConfig, ARCHITECTURE, build_layer),
         recipe="parallel",
+        keeps_float32=True,
+        markers={"adapters": "adapters.{adapter_name}"},
     )
 )

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.activations import get_activation
 
-from ..common.routing import Routing, matmul_into, per_example_linear
+from ...routing import Routing
+from ..common.ops import matmul_into, per_example_linear
 from ..common.weights import init_projection
 
 

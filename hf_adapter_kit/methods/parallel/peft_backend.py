@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...routing import routing
 from ..common.peft_tuner import KitLayer, KitPeftConfig, KitTuner
-from ..common.routing import routing
 from ..common.weights import scheme_for
 from .config import ParallelOptions
 from .layer import MultiTaskBottleneck

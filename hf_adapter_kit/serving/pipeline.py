@@ -8,19 +8,23 @@ from typing import Any
 import torch
 import transformers
 
-from .backends import get_backend
-from .errors import choices, invalid
-from .hub import resolve_adapter
-from .modeling import PIPELINES, load_tokenizer
-from .multitask import MultiTaskModel
-from .patches.transformers_pipeline import _original
+from ..backends import get_backend
+from ..errors import choices, invalid
+from ..folders import check_mergeable, folder_meta, merge_adapter, meta_of, resolve_adapter
+from ..kinds import SERVED_PIPELINES, get_kind
+from ..modeling import load_tokenizer
+from ..multitask import MultiTaskModel
+from .loading import from_pretrained
 from .pipelines import TaskTextGenerationPipeline, multitask_pipeline
-from .saving import check_mergeable, folder_meta, load_folder, merge_adapter, meta_of
 
 
-SUPPORTED_PIPELINES = tuple(task for tasks in PIPELINES.values() for task in tasks)
-# transformers' own function, also once the kit's patch (patches/transformers_pipeline.py) has replaced it.
-_transformers_pipeline = _original
+def _transformers_own() -> Any:
+    found = transformers.pipelines.pipeline
+    return found.__wrapped__ if getattr(found, "hf_adapter_kit_patch", False) else found
+
+
+# transformers' own function, also once the kit's wrapper (transformers_pipeline.py) has replaced it.
+original_pipeline = _transformers_own()
 
 
 def pipeline(
@@ -46,8 +50,8 @@ def pipeline(
     ``task`` unset: the adapter's own (text classification, token classification or text generation).
     ``kwargs`` go to ``transformers.pipeline`` (``device``, ``top_k``, ``aggregation_strategy``, ``batch_size``...).
     """
-    if task is not None and task not in SUPPORTED_PIPELINES:
-        raise choices("task", task, SUPPORTED_PIPELINES)
+    if task is not None and task not in SERVED_PIPELINES:
+        raise choices("task", task, SERVED_PIPELINES)
     if model is None:
         raise invalid(
             "model",
@@ -67,17 +71,17 @@ def pipeline(
         directory = resolve_adapter(model, revision=revision, token=token, argument="model")
         if merge:  # checked before the model loads
             check_mergeable(folder_meta(directory))
-        model = load_folder(directory)
+        model = from_pretrained(directory)
     if isinstance(model, MultiTaskModel):
         meta = getattr(model, "hf_adapter_kit_meta", None)
         tokenizer = tokenizer or load_tokenizer(meta.base_model if meta else model.config._name_or_path)
         task = task or "text-classification"
-        return multitask_pipeline(task, model.eval(), tokenizer, task_ids, _transformers_pipeline, **kwargs)
+        return multitask_pipeline(task, model.eval(), tokenizer, task_ids, original_pipeline, **kwargs)
     meta = meta_of(model)
     if task_ids is not None and not meta.tasks:
         raise invalid("task_ids", task_ids, "nothing: only a multi-task adapter's pipelines take task_ids.")
     tokenizer = tokenizer or load_tokenizer(meta.base_model)
-    serves = PIPELINES[meta.kind]  # by the adapter's head
+    serves = get_kind(meta.kind).pipelines  # by the adapter's head
     task = task or serves[0]  # unnamed: the adapter's own
     if task not in serves:
         raise invalid("task", task, f"one of {list(serves)}: the pipelines of this adapter's {meta.kind!r} head.")
@@ -85,4 +89,4 @@ def pipeline(
     if meta.tasks:  # a multi-task instruction-tuned adapter
         tasks = [t["name"] for t in meta.tasks]
         kwargs.update(pipeline_class=TaskTextGenerationPipeline, tasks=tasks, task_ids=task_ids)
-    return _transformers_pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)
+    return original_pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)

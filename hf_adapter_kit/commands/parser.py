@@ -18,7 +18,10 @@ from typing import Any, Optional
 import yaml
 from transformers import HfArgumentParser
 
-from .errors import AdapterKitError, choices, invalid
+from ..errors import AdapterKitError, choices, invalid
+from ..registry import resolve_backend
+from ..training.args import ARGUMENT_CLASSES, MethodArguments
+from ..training.validate import check_values
 
 
 # Fields of the libraries' configs that the kit sets itself, or that describe a saved adapter, not a choice.
@@ -107,8 +110,6 @@ def method_options_class(method: str, backend: str | None, taken: set[str]) -> t
     Every field defaults to ``None`` (unset: the method's default holds). Names that another argument class already
     uses (``taken``) stay reachable through ``method_options``.
     """
-    from .registry import resolve_backend
-
     spec, backend = resolve_backend(method, backend)
     config = spec.configs[backend]()
     made = []
@@ -156,8 +157,6 @@ class KitArgumentParser(HfArgumentParser):
             )
         given = set(values) | {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
         if any(dtype.__name__ == "KitTrainingArguments" for dtype in self.dataclass_types):
-            from .training.validate import check_values
-
             # before the dataclasses: transformers' TrainingArguments refuses some values with plain ValueErrors
             check_values({k: v for k, v in vars(namespace).items() if k != "config"}, complete=True)
         outputs = []
@@ -179,8 +178,6 @@ def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def chosen_method(argv: list[str]) -> tuple[str, str | None]:
     """The ``--method`` / ``--backend`` a command line asks for, from its flags or its recipe."""
-    from .training.args import MethodArguments
-
     config, rest = split_config(argv)
     recipe = load_recipe(config) if config is not None else {}
     pre = argparse.ArgumentParser(add_help=False)
@@ -192,8 +189,6 @@ def chosen_method(argv: list[str]) -> tuple[str, str | None]:
 
 def train_parser(argv: list[str], prog: str = "hf-adapter-kit train", extra: tuple = ()) -> KitArgumentParser:
     """The parser of ``train`` (and ``demo``, ``compare``): the run's dataclasses and the method's typed options."""
-    from .training.args import ARGUMENT_CLASSES
-
     method, backend = chosen_method(argv)
     classes = (*ARGUMENT_CLASSES, *extra)
     taken = {f.name for cls in classes for f in dataclasses.fields(cls)} | {"config"}

@@ -1,5 +1,8 @@
 """``hf-adapter-kit``: the command line mirrors the Python API (same dataclasses, same keys); one parser each command.
 
+Each command imports what it needs when it runs (the Trainer, datasets, matplotlib), so that ``methods``, ``tasks``,
+``recipes`` and ``--help`` answer without loading them.
+
 train    --config pfeiffer | --method M --task T --output_dir D [--any option; --method M --help lists them]
 demo     the seven-step walk-through: the pfeiffer recipe, into outputs/demo (same options as train)
 compare  --task T --methods full,head,pfeiffer --output_dir D [train options]
@@ -14,12 +17,12 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AdapterKitError
+from ..errors import AdapterKitError
 
 
 def _train(argv: list[str]) -> None:
+    from ..training.run import run_training
     from .parser import parse_train
-    from .training.run import run_training
 
     arguments, _ = parse_train(argv)
     result = run_training(*arguments)
@@ -31,8 +34,8 @@ def _train(argv: list[str]) -> None:
 
 def _demo(argv: list[str]) -> None:
     """The pfeiffer recipe (or the one ``--config`` names) through the walk-through of ``workflow.run_demo``."""
+    from .demo import run_demo
     from .parser import parse_train, split_config
-    from .workflow import run_demo
 
     config, _ = split_config(argv)
     argv = argv if config is not None else ["--config", "pfeiffer", *argv]
@@ -63,7 +66,7 @@ def _compare(argv: list[str]) -> None:
 
 
 def _push(argv: list[str]) -> None:
-    from .hub import push_to_hub
+    from ..folders import push_to_hub
 
     parser = argparse.ArgumentParser(prog="hf-adapter-kit push", description="Upload an adapter folder to the Hub.")
     parser.add_argument("adapter_dir")
@@ -86,7 +89,7 @@ def _push(argv: list[str]) -> None:
 
 def _methods(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="hf-adapter-kit methods", description="The registered methods.").parse_args(argv)
-    from .registry import list_specs
+    from ..registry import list_specs
 
     for spec in list_specs():
         multi = "multi-task" if spec.multi_task else ""
@@ -95,13 +98,13 @@ def _methods(argv: list[str]) -> None:
 
 def _tasks(argv: list[str]) -> None:
     argparse.ArgumentParser(prog="hf-adapter-kit tasks", description="The embedded tasks.").parse_args(argv)
-    from .data import list_tasks
-    from .data.embedded import EMBEDDED_TASKS
-    from .modeling import PIPELINES
+    from ..data import list_tasks
+    from ..data.embedded import EMBEDDED_TASKS
+    from ..kinds import get_kind
 
     for name in list_tasks():
         spec = EMBEDDED_TASKS[name]
-        kind = PIPELINES[spec.kind][0].replace("-", " ")  # "text classification", "token classification"
+        kind = get_kind(spec.kind).description  # "text classification", "token classification"
         print(f"{name:20s} {kind:21s} {spec.description}")
 
 

@@ -24,13 +24,13 @@ from typing import Any
 import torch
 from transformers import TextClassificationPipeline, TextGenerationPipeline, TokenClassificationPipeline
 
-from .errors import invalid
-from .methods.common.routing import task_context
-from .modeling import PIPELINES
-from .multitask import MultiTaskModel, TaskModel
+from ..errors import invalid
+from ..kinds import get_kind
+from ..multitask import MultiTaskModel, TaskModel
+from ..routing import task_context
 
 
-TOKEN_PIPELINES = PIPELINES["token"]  # transformers' task names for a token-classification pipeline
+TOKEN_PIPELINES = get_kind("token").pipelines  # transformers' task names for a token-classification pipeline
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from typing import Any
 
 import torch
 
-from .backends import get_backend
-from .hub import from_pretrained
-from .inference import pipeline
-from .modeling import encoder_of, load_base_model
-from .saving import AdapterMeta, attach_meta, remove_adapter
-from .training import train
+from ..backends import get_backend
+from ..folders import AdapterMeta, attach_meta, remove_adapter
+from ..modeling import encoder_of, load_base_model
+from ..serving import from_pretrained, pipeline
+from ..training import train
 
 
 def _say(step: str, text: str) -> None:

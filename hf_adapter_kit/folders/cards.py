@@ -17,12 +17,14 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .modeling import PIPELINES, is_embedded, looks_like_path
-from .registry import get_method
-from .saving import AdapterMeta
+from ..backends.files import CARD_FILE
+from ..data.instructions import render_prompt
+from ..kinds import KINDS
+from ..modeling import is_embedded, looks_like_path
+from ..registry import get_method
+from .meta import AdapterMeta
 
 
-CARD_FILE = "README.md"
 LIBRARY = {"adapters": "adapter-transformers", "peft": "peft", "transformers": "transformers"}
 # result key -> (model-index metric type, name shown)
 METRIC_TYPES = {
@@ -34,7 +36,7 @@ METRIC_TYPES = {
     "token_accuracy": ("accuracy", "Token accuracy"),
     "perplexity": ("perplexity", "Perplexity"),
 }
-PIPELINE_TAGS = {kind: tasks[0] for kind, tasks in PIPELINES.items()}  # AdapterMeta.kind -> Hub tag
+PIPELINE_TAGS = {name: kind.pipeline_tag for name, kind in KINDS.items()}  # AdapterMeta.kind -> Hub tag
 
 
 def template_path() -> str:
@@ -88,7 +90,7 @@ def render_card(
         pipeline_tag=pipeline_tag,
         model_name=title,
         eval_results=results or None,
-        base_model_relation="finetune" if meta.method == "full" else "adapter",
+        base_model_relation="finetune" if spec.whole_model else "adapter",
     )
     trainable, base = training.get("trainable_parameters", 0), training.get("base_parameters", 0)
     return ModelCard.from_template(
@@ -106,6 +108,7 @@ def render_card(
         num_hidden_layers=meta.num_hidden_layers,
         hidden_size=meta.hidden_size,
         method=meta.method,
+        whole_model=spec.whole_model,
         backend=meta.backend,
         library=LIBRARY[meta.backend],
         # methods PEFT / adapters know only once hf_adapter_kit is imported (the registry's PeftMethod / AdaptersMethod)
@@ -205,8 +208,6 @@ def _example_messages(meta: AdapterMeta) -> list[dict[str, str]]:
         (meta.tasks[0]["name"], meta.tasks[0]["label_names"]) if meta.tasks else (meta.task, meta.label_names)
     )
     if labels:
-        from .data.instructions import render_prompt
-
         return render_prompt(task, labels, "What a lovely flight, thank you!")
     return [{"role": "user", "content": "What can you help me with?"}]
 

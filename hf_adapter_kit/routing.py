@@ -27,8 +27,21 @@ from typing import Any
 
 import torch
 
-from ...errors import invalid
-from .checks import tasks as check_tasks
+from .errors import invalid
+
+
+def check_tasks(value: Any, argument: str = "tasks") -> tuple[str, ...]:
+    """A non-empty list of distinct, non-empty task names, as a tuple."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) == 0:
+        raise invalid(argument, value, "a non-empty list of task names, e.g. ['sentiment', 'ner'].")
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise invalid(argument, value, f"every task name must be a non-empty string; got {name!r}.")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise invalid(argument, value, f"task names must be unique; repeated: {repeated}.")
+    return names
 
 
 def resolve_task_ids(
@@ -90,39 +103,6 @@ class Routing:
     def single(self) -> int | None:
         """The one task of the batch, or ``None`` for a batch that mixes tasks (or is empty)."""
         return self.present[0] if len(self.present) == 1 else None
-
-
-def per_example_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``F.linear`` with a weight ``(out, in)`` and bias ``(out,)`` per example: ``weight`` is ``(batch, out, in)``.
-
-    One batched matmul over the whole batch, whatever the number of tasks in it.
-    """
-    flat = hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
-    if bias is None:
-        out = torch.bmm(flat, weight.transpose(1, 2))
-    else:
-        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
-    return out.reshape(*hidden.shape[:-1], weight.shape[1])
-
-
-def matmul_into(
-    act: torch.Tensor, weight: torch.Tensor, into: torch.Tensor | None = None, overwrite: bool = False
-) -> torch.Tensor:
-    """``act @ weight`` (``+ into``, added by the matmul itself; written into ``into`` in place with ``overwrite``,
-    which only its owner may ask, without autograd): ``weight`` is ``(in, out)``, or ``(batch, in, out)`` with one
-    matrix per example. An ``into`` of another shape or dtype is added after the matmul, in its own dtype."""
-    out_features = weight.shape[-1]
-    per_example = weight.dim() == 3
-    flat = act.reshape(act.shape[0], -1, act.shape[-1]) if per_example else act.reshape(-1, act.shape[-1])
-    out_shape = (*act.shape[:-1], out_features)
-    if into is None or into.shape != out_shape or into.dtype != weight.dtype:
-        out = (torch.bmm if per_example else torch.mm)(flat, weight).view(out_shape)
-        return out if into is None else into + out.to(into.dtype)
-    target = into.reshape(*flat.shape[:-1], out_features)
-    if overwrite and into.is_contiguous():  # `target` is then a view of `into`
-        (target.baddbmm_ if per_example else target.addmm_)(flat, weight)
-        return into
-    return (torch.baddbmm if per_example else torch.addmm)(target, flat, weight).view(out_shape)
 
 
 _TASK_IDS: contextvars.ContextVar = contextvars.ContextVar("hf_adapter_kit_task_ids", default=None)
@@ -198,8 +178,6 @@ __all__ = [
     "Routing",
     "check_tasks",
     "keep_task_context",
-    "matmul_into",
-    "per_example_linear",
     "resolve_task_ids",
     "routing",
     "task_context",

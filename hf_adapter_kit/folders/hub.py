@@ -1,4 +1,5 @@
-"""Sharing adapters on the Hugging Face Hub: ``push_to_hub`` and ``from_pretrained`` for every method and backend.
+"""Sharing adapters on the Hugging Face Hub: ``push_to_hub`` for every method and backend, and
+:func:`resolve_adapter`, the local folder of a repo id (downloaded) or of a path, which every loader reads.
 
 Only safetensors, JSON and the card are downloaded (pickles only with ``allow_pickle=True``); an upload is one
 commit, so a failed push never leaves a partial adapter as the repo's head.
@@ -23,10 +24,12 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from ..backends.files import ADAPTER_CONFIG, KIT_FILE
+from ..errors import AdapterKitError
+from ..modeling import looks_like_path
 from .cards import write_card
-from .errors import AdapterKitError
-from .modeling import looks_like_path
-from .saving import KIT_FILE, AdapterMeta, load_folder, meta_of, save_adapter
+from .meta import AdapterMeta, meta_of
+from .save import save_adapter
 
 
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "README.md"]
@@ -78,35 +81,6 @@ def push_to_hub(
     return info.oid
 
 
-def from_pretrained(
-    repo_id_or_path: str | os.PathLike,
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    base_model: str | None = None,
-    dtype: torch.dtype | None = None,
-    allow_pickle: bool = False,
-    trust_remote_code: bool = False,
-    merge: bool = False,
-) -> torch.nn.Module:
-    """The base model with the adapter and its head attached and active, in eval mode, ready to predict.
-
-    ``repo_id_or_path`` is a local folder or a Hub repo id (``revision``: branch, tag or commit). Folders written by
-    plain ``adapters`` or PEFT load too. ``base_model`` overrides the base the adapter names (checked to match).
-    ``merge=True`` (LoRA only): the adapter folded into the base weights, a plain transformers model that serves as
-    fast as the base model (PEFT's ``merge_and_unload``).
-    """
-    directory = resolve_adapter(repo_id_or_path, revision=revision, token=token, allow_pickle=allow_pickle)
-    return load_folder(
-        directory,
-        base_model=base_model,
-        dtype=dtype,
-        allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code,
-        merge=merge,
-    )
-
-
 def resolve_adapter(
     repo_id_or_path: str | os.PathLike,
     *,
@@ -153,7 +127,7 @@ def resolve_adapter(
             _not_a_folder(argument, repo_id_or_path, hub="no Hub repo of that name could be downloaded either")
         raise AdapterKitError(f"{neither} nor a Hub repo that could be downloaded: {err}") from err
     folder = Path(folder)
-    if not (folder / KIT_FILE).is_file() and not (folder / "adapter_config.json").is_file():
+    if not (folder / KIT_FILE).is_file() and not (folder / ADAPTER_CONFIG).is_file():
         raise AdapterKitError(f"The Hub repo {name!r} (revision {revision or 'main'}) holds no adapter.")
     return folder
 

@@ -7,7 +7,7 @@ What goes wrong without this, with transformers 4.57 and peft 0.21:
   block's input does: the adapters inside get no gradient and the backward pass fails ("element 0 of tensors does
   not require grad"). PEFT works around it only for a model whose checkpointing was on before ``get_peft_model``.
 - A multi-task adapter: a checkpointed block runs its forward a second time during the backward pass, after the
-  call that set the batch's ``task_ids`` (:func:`~hf_adapter_kit.methods.common.routing.task_context`) has returned;
+  call that set the batch's ``task_ids`` (:func:`~hf_adapter_kit.routing.task_context`) has returned;
   the recomputed layers would find no task ids.
 - :class:`~hf_adapter_kit.multitask.MultiTaskModel` had no ``gradient_checkpointing_enable``.
 
@@ -27,7 +27,7 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..methods.common.routing import keep_task_context
+from ..routing import keep_task_context
 
 
 def pretrained_inside(model: nn.Module) -> PreTrainedModel | None:
