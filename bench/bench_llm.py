@@ -19,6 +19,10 @@ The model is the embedded SmolLM2-135M-Instruct (``make setup-llm``); every meth
   ``adapters``' reads the sub-block's output plus the residual, the kit's the sub-block's output.
   Rounds interleave the variants in an order rotated each round; medians of the per-round ratios are reported.
 
+The run calls ``hf_adapter_kit.speed_up_adapters()`` first, as the figures in docs/benchmarks.md were measured: its
+patch 10 skips the copies of query, key and value that ``adapters``' attention makes in every layer (outputs bit for
+bit the same); patch 9, the KV cache of ``adapters``' Llama layers, the kit applies to the models it builds anyway.
+
 ``--parts`` runs one part alone; the other part's figures are then kept from the previous results file, and so are
 the accuracy rows of methods left out of ``--methods`` (each row says when its run finished).
 
@@ -87,7 +91,7 @@ def build_variants(methods) -> tuple[dict[str, torch.nn.Module], object, list[di
     from hf_adapter_kit.data.instructions import load_instructions
     from hf_adapter_kit.modeling import load_base_model
     from hf_adapter_kit.registry import resolve_backend
-    from hf_adapter_kit.training.sft import chat_tokenizer, encode_splits
+    from hf_adapter_kit.training.chat import chat_tokenizer, encode_splits
 
     model_args, data_args, _, _ = recipe_arguments(methods[0])
     load = lambda: load_base_model(model_args.model_name_or_path, [], kind="causal-lm")  # noqa: E731
@@ -232,8 +236,10 @@ def main() -> None:
     args = parse_args()
     from transformers import logging as hf_logging
 
+    import hf_adapter_kit as kit
     from hf_adapter_kit.commands.compare import machine_info
 
+    kit.speed_up_adapters()
     hf_logging.set_verbosity_error()
     previous = Path(args.output).with_suffix(".json")
     report = json.loads(previous.read_text()) if previous.is_file() else {}

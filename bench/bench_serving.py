@@ -15,6 +15,10 @@ is not flattered); in the one-task batch all examples have the first task. Every
   places Hyperformer++ takes), one adapter per task, one active for the whole batch (``adapters`` routes a mixed batch
   only through ``BatchSplit`` over contiguous rows; one active adapter is its best case).
 
+Every ``adapters`` model runs with the kit's opt-in speed-ups on (``hf_adapter_kit.speed_up_adapters()``, called
+first: its patch 10 skips the attention's copies of query, key and value, leaving outputs bit for bit the same), as
+the figures in docs/benchmarks.md were measured; without the call ``adapters``' own variants run the library's code.
+
 Every adapter's weights are moved off their identity start (an adapter whose up-projection is zero changes nothing),
 and each variant is checked to change the encoder's output.
 
@@ -309,6 +313,9 @@ def measure_memory(args: argparse.Namespace, n: int) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     quiet()
+    import hf_adapter_kit as kit
+
+    kit.speed_up_adapters()  # in the --memory-of processes too
     if args.memory_of:
         memory_of(args, args.memory_of[0], int(args.memory_of[1]))
         return

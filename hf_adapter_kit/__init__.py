@@ -7,6 +7,7 @@ Importing the package registers the kit's methods with both libraries (``methods
 
 from . import methods  # noqa: F401  (registers the built-in methods, which connects them to PEFT and adapters)
 from .errors import AdapterKitError
+from .patches.adapters_speedups import speed_up_adapters
 from .registry import get_config, get_method, list_methods, list_specs, register_method
 from .routing import task_context
 from .serving import transformers_pipeline as _transformers_pipeline
@@ -19,6 +20,7 @@ _transformers_pipeline.apply()  # transformers.pipeline(model=<kit adapter>) get
 _LAZY = {
     "train": "training",
     "TrainResult": "training",
+    "TrainingInterrupted": "training",
     "from_pretrained": "serving",
     "pipeline": "serving",
     "push_to_hub": "folders",
@@ -49,6 +51,7 @@ __all__ = [
     "TaskData",
     "TaskHead",
     "TrainResult",
+    "TrainingInterrupted",
     "__version__",
     "from_pretrained",
     "get_config",
@@ -63,6 +66,7 @@ __all__ = [
     "remove_adapter",
     "resolve_model_path",
     "save_adapter",
+    "speed_up_adapters",
     "task_context",
     "train",
 ]

@@ -59,8 +59,8 @@ class MethodSpec:
 
     - ``mergeable``: a linear update of the base weights (LoRA), so ``merge=True`` folds it into them;
     - ``whole_model``: trains and saves every weight (full fine-tuning): its card says ``finetune``, not ``adapter``;
-    - ``causal_lm``: instruction-tunes a decoder LLM (the head baseline trains a classification head, which a causal
-      LM lacks);
+    - ``generative``: trains a model that writes its answers (instruction tuning of a causal LM, text-to-text of an
+      encoder-decoder); the head baseline trains a classification head, which such a model lacks;
     - ``keeps_float32``: on ``adapters`` with a half-precision base, its weights stay float32 and its modules cast
       their outputs (the kit's own modules); otherwise ``adapters`` casts them to the base's dtype, as its own
       modules need;
@@ -85,7 +85,7 @@ class MethodSpec:
     recipe: str = ""
     mergeable: bool = False
     whole_model: bool = False
-    causal_lm: bool = True
+    generative: bool = True
     keeps_float32: bool = False
     reads_foreign: Mapping[str, Callable[[Mapping[str, Any]], bool]] = field(default_factory=dict)
     add_task: Callable[..., Any] | None = None

@@ -1,9 +1,10 @@
 """The shortcuts the kit's layers take on every decoding step give the same answers as the long way round.
 
-- Forward-pass tokens (``methods/common/passes.py``): Hyperformer++ checks its serving caches once per pass, so a
-  parameter changed between two passes is still seen by the next one, on both backends.
-- A few rows are layer-normed by ``F.layer_norm``, many by the folded form (``FOLD_FROM_ROWS``): the same adapter
-  (tests/test_custom_methods.py checks both against the adapter as written).
+- Forward-pass tokens (``methods/hyperformer/passes.py``): Hyperformer++'s serving engine checks its bank once per
+  pass, so a parameter changed between two passes is still seen by the next one, on both backends; training and
+  autograd get no token.
+- A few rows are layer-normed by ``F.layer_norm``, many by the folded form (``packed.FOLD_FROM_ROWS``): the same
+  adapter (tests/test_custom_methods.py checks both against the adapter as written).
 - The parameters the caches depend on, read by name for speed, are every parameter of the hypernetwork.
 """
 
@@ -18,8 +19,9 @@ from transformers import AutoModelForCausalLM
 
 from hf_adapter_kit import get_config, task_context
 from hf_adapter_kit.backends import get_backend
-from hf_adapter_kit.methods.common.passes import current_pass, track_passes, untrack_passes
+from hf_adapter_kit.methods.hyperformer import serving
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
+from hf_adapter_kit.methods.hyperformer.passes import current_pass, track_passes, untrack_passes
 from hf_adapter_kit.routing import Routing
 from tests.conftest import perturb
 
@@ -39,22 +41,28 @@ class Recorder(nn.Module):
             raise RuntimeError("in forward")
 
 
-def test_every_forward_call_of_a_tracked_model_has_its_own_token():
+def test_every_serving_call_of_a_tracked_model_has_its_own_token():
     inner = Recorder()
-    outer = Recorder(inner)
+    outer = Recorder(inner).eval()
     track_passes(outer)
     track_passes(inner)
     track_passes(outer)  # once only
     assert len(outer._forward_pre_hooks) == 1 and len(outer._forward_hooks) == 1
     assert current_pass() is None
-    outer()
-    outer()
-    assert None not in outer.seen and outer.seen[0] is not outer.seen[1]
-    assert inner.seen[0] not in outer.seen  # a nested tracked model runs in a pass of its own
-    assert current_pass() is None  # and each pass ends with its call
-    with pytest.raises(RuntimeError):
-        outer(fail=True)
-    assert current_pass() is None  # on error too
+    with torch.no_grad():
+        outer()
+        outer()
+        assert None not in outer.seen and outer.seen[0] is not outer.seen[1]
+        assert inner.seen[0] not in outer.seen  # a nested tracked model runs in a pass of its own
+        assert current_pass() is None  # and each pass ends with its call
+        with pytest.raises(RuntimeError):
+            outer(fail=True)
+        assert current_pass() is None  # on error too
+        outer.train()
+        outer()  # training: the paper's adapter, which reads no token
+    outer.eval()
+    outer()  # autograd: likewise
+    assert outer.seen[-2:] == [None, None] and current_pass() is None
 
 
 def test_untracking_removes_the_hooks_from_the_model_and_from_its_copies():
@@ -73,8 +81,8 @@ def test_untracking_removes_the_hooks_from_the_model_and_from_its_copies():
 def test_the_cache_check_runs_once_per_pass_token(monkeypatch):
     net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=3, tasks=["a", "b"], projected_dim=4).eval()
     reads = []
-    original = net._state
-    monkeypatch.setattr(net, "_state", lambda params: reads.append(len(params)) or original(params))
+    original = serving._state
+    monkeypatch.setattr(serving, "_state", lambda params: reads.append(len(params)) or original(params))
     hidden = torch.randn(1, 1, 8)
     with torch.no_grad():
         for token in (object(), object()):
@@ -130,5 +138,5 @@ def test_the_cache_keys_are_every_parameter_but_the_task_embeddings(conditional_
     net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=2, tasks=["a", "b"], projected_dim=4,
                        conditional_layer_norm=conditional_layer_norm)  # fmt: skip
     shared = {id(p) for n, p in net.named_parameters() if not n.startswith("task_embeddings.")}
-    assert {id(p) for p in net._shared_params()} == shared
-    assert len(net._shared_params()) == len(shared)
+    assert {id(p) for p in serving.shared_params(net)} == shared
+    assert len(serving.shared_params(net)) == len(shared)

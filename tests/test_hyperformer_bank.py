@@ -1,18 +1,25 @@
-"""Hyperformer++'s serving bank (``HyperNetwork._from_bank``): every task's generated adapter, kept while the
-parameters it came from are unchanged, rows reassigned least-recently-used beyond the budget, never used in training
-or under autograd; and the up projection that adds its output into a given tensor.
+"""Hyperformer++'s serving engine (``methods/hyperformer/serving.py``, ``packed.py``): the bank of every task's
+generated adapter, kept while the parameters it came from are unchanged, rows reassigned least-recently-used beyond
+the budget; the up projection that adds its output into a given tensor; and a training step on either backend that
+never enters the engine (no bank, no folding or packing, no pass token), so training runs the paper's adapter.
 
 Every served output is compared with the adapter as written (``tests/test_custom_methods._reference_adapter``).
 """
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import pytest
 import torch
 
+from hf_adapter_kit.methods.hyperformer import packed, passes, serving
 from hf_adapter_kit.methods.hyperformer.hypernet import HyperNetwork
 from hf_adapter_kit.routing import Routing
+from tests.conftest import perturb
 from tests.test_custom_methods import _net_with_drawn_generators, _reference_adapter
+from tests.test_methods_matrix import _attach, _batch
 
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -58,7 +65,7 @@ def test_the_bank_serves_generated_weights_until_something_changes(monkeypatch):
     with torch.no_grad():
         net.adapter(hidden, 1, "ffn", Routing(torch.tensor([0, 0])))
         net.adapter(hidden, 1, "ffn", Routing(torch.tensor([0, 0])))
-    assert len(calls) == 4 and not net._bank  # training mode never keeps anything
+    assert len(calls) == 4 and not net.bank.slots  # training mode never keeps anything
     net.eval()
     net.adapter(hidden, 1, "ffn", Routing(torch.tensor([0, 0])))
     assert len(calls) == 5  # neither does autograd, whose graph must reach the generators
@@ -94,12 +101,12 @@ def test_beyond_its_budget_the_bank_reuses_the_least_recently_used_rows(monkeypa
     with torch.no_grad():
         for task in (0, 1, 0, 2, 1):  # task 2 takes task 1's row, then task 1 takes task 0's
             _serve(net, hidden, [task, task], calls)
-        assert list(net._row_of) == [2, 1] and calls == [[0], [1], [2], [1]]
+        assert list(net.bank.row_of) == [2, 1] and calls == [[0], [1], [2], [1]]
         _serve(
             net, hidden.repeat(2, 1, 1), [0, 1, 2, 1], calls
         )  # more tasks than rows: generated for this batch, the bank untouched
-        assert calls[4:] == [[0, 1, 2]] and list(net._row_of) == [2, 1]
-    assert net.bank_bytes() == len(net._bank) * 2 * per_task // (
+        assert calls[4:] == [[0, 1, 2]] and list(net.bank.row_of) == [2, 1]
+    assert net.bank_bytes() == len(net.bank.slots) * 2 * per_task // (
         net.layer_embeddings.num_embeddings * len(net.positions)
     )
 
@@ -110,7 +117,7 @@ def test_a_budget_of_zero_serves_everything_generated():
     with torch.no_grad():
         _serve(net, torch.randn(2, 3, 8), [0, 1])
         _serve(net, torch.randn(2, 3, 8), [1, 1])
-    assert not net._bank and net.bank_capacity() == 0
+    assert not net.bank.slots and net.bank_capacity() == 0
 
 
 def test_a_bank_filled_under_inference_mode_is_refilled_outside_it():
@@ -131,7 +138,7 @@ def test_a_hypernetwork_built_under_inference_mode_serves_uncached():
         before = _serve(net, hidden, [0, 1])
         net.up_weight.bias.add_(0.5)
         after = _serve(net, hidden, [0, 1])
-    assert not net._bank and not torch.allclose(before, after)
+    assert not net.bank.slots and not torch.allclose(before, after)
 
 
 def test_new_tasks_and_dtypes_get_a_new_bank():
@@ -141,10 +148,10 @@ def test_new_tasks_and_dtypes_get_a_new_bank():
         _serve(net, hidden, [0, 1])
         net.add_task("c")
         _serve(net, hidden, [2, 0])
-        assert net._capacity == 3
+        assert net.bank.capacity == 3
         net.double()
         out = net.adapter(hidden.double(), 1, "ffn", Routing(torch.tensor([2, 0])))
-    assert out.dtype == torch.float64 and next(iter(net._bank.values()))[1].dtype == torch.float64
+    assert out.dtype == torch.float64 and next(iter(net.bank.slots.values()))[1].dtype == torch.float64
 
 
 @pytest.mark.parametrize("tasks", [[1, 1], [0, 1]], ids=["one task", "mixed"])
@@ -183,12 +190,114 @@ def test_an_output_owned_by_the_caller_is_added_into_in_place_without_autograd(t
 
 @pytest.mark.parametrize("bottleneck_size", [8, 11], ids=["as wide as d", "wider than d"])
 @pytest.mark.parametrize("non_linearity", ["relu", "gelu"])
-def test_packing_holds_any_bottleneck_and_activation(bottleneck_size, non_linearity):
+@pytest.mark.parametrize("conditional_layer_norm", [True, False], ids=["task layer norm", "no layer norm"])
+def test_packing_holds_any_bottleneck_and_activation(bottleneck_size, non_linearity, conditional_layer_norm):
     """The down bias takes a row of its own, or more (``reduction_factor`` 1 or below); an activation other than
     ReLU is not 1 at 1, which the up bias is divided by."""
-    net = _net_with_drawn_generators(tasks=list("ab"), bottleneck_size=bottleneck_size, non_linearity=non_linearity)
+    net = _net_with_drawn_generators(
+        tasks=list("ab"),
+        bottleneck_size=bottleneck_size,
+        non_linearity=non_linearity,
+        conditional_layer_norm=conditional_layer_norm,
+    )
     net.eval()
     with torch.no_grad():
         for tasks in ([1, 1], [0, 1]):
             _serve(net, torch.randn(2, 3, 8), tasks)
     assert net.bank_bytes() == 2 * net.bank_task_bytes() // 4  # one of 2 layers x 2 positions served, 2 tasks
+
+
+ENGINE = (serving, packed, passes)
+
+
+def _forbid_the_engine(monkeypatch) -> None:
+    """From now on every function and method of the serving engine's modules raises, wherever it is looked up:
+    in its own module or under a name another of the kit's modules imported it as."""
+    originals = {}
+    for module in ENGINE:
+        for name, value in list(vars(module).items()):
+            if getattr(value, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(value):
+                originals[value] = f"{module.__name__}.{name}"
+            elif inspect.isclass(value):
+                for attr, method in list(vars(value).items()):
+                    if inspect.isfunction(method):
+                        monkeypatch.setattr(value, attr, _forbidden(f"{value.__qualname__}.{attr}"))
+
+    for module in [m for n, m in sys.modules.items() if n.startswith("hf_adapter_kit.") and m is not None]:
+        for name, value in list(vars(module).items()):
+            if inspect.isfunction(value) and value in originals:
+                monkeypatch.setattr(module, name, _forbidden(originals[value]))
+
+
+def _forbidden(name: str):
+    def raiser(*args, **kwargs):
+        raise AssertionError(f"the serving engine was entered: {name}")
+
+    return raiser
+
+
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+@pytest.mark.parametrize("tasks", [["b"] * 4, ["a", "b", "c", "a"]], ids=["one task", "mixed"])
+def test_a_training_step_runs_the_papers_adapter_alone(tiny_model_dirs, texts, monkeypatch, backend, tasks):
+    """Forward, backward and an optimizer step (training mode, autograd) reach no bank, fold, packing or pass token;
+    the forward passes see no token either (PEFT's pass hooks push ``None`` outside serving). The same model run
+    without autograd afterwards does enter the engine, so the patch is known to cover it."""
+    options = {"reduction_factor": 4, "tasks": ["a", "b", "c"], "projected_dim": 8}
+    folder = tiny_model_dirs["bert"]
+    model = perturb(_attach(folder, "hyperformer", backend, options)).train()
+    batch = _batch(folder, texts)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
+    tokens = []
+    adapter_layer = next(m for n, m in model.named_modules() if n.endswith("output.dense"))
+    adapter_layer.register_forward_pre_hook(lambda *a: tokens.append(list(getattr(passes._LOCAL, "stack", []))))
+    _forbid_the_engine(monkeypatch)
+    loss = model(**batch, labels=torch.tensor([1, 0, 1, 0]), task_ids=tasks).loss
+    loss.backward()
+    optimizer.step()
+    hypernet_moved = [n for n, p in trainable.items() if "up_weight" in n and not torch.equal(p, before[n])]
+    assert torch.isfinite(loss) and hypernet_moved
+    assert tokens and all(token is None for stack in tokens for token in stack)
+    assert tokens[0] if backend == "peft" else not tokens[0]  # PEFT's model is tracked, adapters' is not
+    with torch.no_grad(), pytest.raises(AssertionError, match="the serving engine was entered"):
+        model(**batch, task_ids=tasks)
+
+
+@pytest.mark.parametrize("backend", ["adapters", "peft"])
+def test_a_hyperformer_added_to_an_eval_mode_model_serves_from_its_bank(tiny_model_dirs, backend):
+    """The kit's modules take the mode of the model they join: added (or, on adapters, averaged) into a model already
+    in eval mode, they serve as it does, from the bank, whatever the order of ``eval()`` and ``add_adapter``."""
+    import adapters
+    import peft
+    from transformers import AutoModel
+
+    from hf_adapter_kit import get_config
+
+    folder = tiny_model_dirs["bert"]
+    model = AutoModel.from_pretrained(folder).eval()
+    config = get_config("hyperformer", backend=backend, tasks=["a", "b"], reduction_factor=4)
+    if backend == "adapters":
+        adapters.init(model)
+        model.add_adapter("h", config=config)
+        model.add_adapter("g", config=config)
+        model.average_adapter("avg", ["h", "g"])
+        model.set_active_adapters("avg")
+        nets = [model.base_model.shared_parameters[name] for name in ("h", "avg")]
+    else:
+        config.task_type = "FEATURE_EXTRACTION"
+        model = peft.get_peft_model(model, config)
+        nets = [m for m in model.modules() if isinstance(m, HyperNetwork)]
+    # the kit's layers and what they hold (PEFT's tuner wrapper, a pass-through, keeps the mode it was made with)
+    kit_modules = [
+        m
+        for m in model.modules()
+        if type(m).__module__.startswith("hf_adapter_kit.") and not isinstance(m, peft.tuners.tuners_utils.BaseTuner)
+    ]
+    assert nets and kit_modules and not any(m.training for m in kit_modules)
+    batch = _batch(folder, ["a fine day", "the worst flight"])
+    with torch.no_grad():
+        model(**batch, task_ids=["a", "b"])
+    assert nets[-1].bank_bytes() > 0  # served from the bank

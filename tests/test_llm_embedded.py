@@ -136,7 +136,7 @@ def test_sft_on_the_embedded_llm(tmp_path):
 @pytest.mark.slow
 @needs_model
 def test_adapters_generation_on_the_embedded_llm_fills_the_kv_cache():
-    """adapters 1.3.0's Llama layers ignored transformers 4.57's KV cache (patch 9 in patches/adapters_methods.py):
+    """adapters 1.3.0's Llama layers ignored transformers 4.57's KV cache (patch 9 in patches/adapters_speedups.py):
     on the real model, a Pfeiffer adapter's greedy generation with the cache equals the one without."""
     from hf_adapter_kit import get_config
     from hf_adapter_kit.backends import get_backend

@@ -7,6 +7,8 @@ import inspect
 import adapters
 import peft
 import pytest
+import torch
+from adapters import composition
 from adapters.configuration.adapter_config import ADAPTER_CONFIG_MAP, AdapterConfig
 from adapters.context import AdapterSetup, ForwardContext
 from adapters.loading import AdapterLoader
@@ -21,7 +23,7 @@ from peft.utils.peft_types import PeftType
 import hf_adapter_kit  # noqa: F401  (applies the patches)
 from hf_adapter_kit.methods.hyperformer.adapters_backend import HyperformerConfig
 from hf_adapter_kit.methods.parallel.adapters_backend import MultiTaskParallelConfig
-from hf_adapter_kit.patches import adapters_methods, peft_methods
+from hf_adapter_kit.patches import adapters_methods, adapters_speedups, peft_methods
 from hf_adapter_kit.registry import list_specs
 
 
@@ -100,9 +102,11 @@ def test_peft_forwards_take_task_ids_and_are_wrapped():
 
 
 def test_adapters_is_the_version_the_patch_was_written_against():
+    assert adapters_speedups.WRITTEN_AGAINST == adapters_methods.WRITTEN_AGAINST
     assert adapters.__version__.startswith(adapters_methods.WRITTEN_AGAINST), (
         f"patches/adapters_methods.py was written against adapters {adapters_methods.WRITTEN_AGAINST}.x; "
-        f"{adapters.__version__} is installed: re-check the ten patched entry points, then update it."
+        f"{adapters.__version__} is installed: re-check the patched entry points (adapters_methods.py and "
+        "adapters_speedups.py), then update both."
     )
     assert list(inspect.signature(adapters_methods._original["add_adapter"]).parameters) == [
         "self",
@@ -167,6 +171,8 @@ def test_trainer_private_overrides_match_transformers():
         "_load_best_model": ["self"],
         "_get_train_sampler": ["self", "train_dataset"],
         "_set_signature_columns_if_needed": ["self"],
+        "_save_checkpoint": ["self", "model", "trial"],
+        "_get_output_dir": ["self", "trial"],
     }
     assert set(expected) == set(trainer.PRIVATE_OVERRIDES)
     for name, params in expected.items():
@@ -177,18 +183,22 @@ def test_trainer_private_overrides_match_transformers():
     loop = inspect.getsource(Trainer._inner_training_loop) + inspect.getsource(Trainer.train)
     assert "self._load_from_checkpoint(" in loop and "self._load_best_model()" in loop
     assert "sampler_fn=self._get_train_sampler" in inspect.getsource(Trainer.get_train_dataloader)
+    # checkpoints are staged: the checkpoint save asks _get_output_dir for its folder, the loop reaches the save
+    assert "self._get_output_dir(trial=trial)" in inspect.getsource(Trainer._save_checkpoint)
+    assert "self._save_checkpoint(model, trial)" in inspect.getsource(Trainer._maybe_log_save_evaluate)
     remove = inspect.getsource(Trainer._remove_unused_columns)  # the columns it keeps are read after the call
     assert "self._set_signature_columns_if_needed()" in remove and "self._signature_columns" in remove
 
 
 def test_adapters_decoders_still_take_the_cache_by_its_old_name():
     """Patch 9 is needed as long as adapters' decoder classes take ``past_key_value`` where transformers' own take
-    (and pass) ``past_key_values``; when adapters renames it, this fails: remove the patch."""
+    (and pass) ``past_key_values``; when adapters renames it, this fails: remove the patch. The import leaves the
+    classes as they are (the switch, tests/test_import_side_effects.py, patches them)."""
     import transformers
 
-    for cls in adapters_methods.cache_keyword_classes():
-        assert cls.forward.__kit_patched__, cls
-        ours = inspect.signature(cls.forward).parameters  # the original's, through functools.wraps
+    for cls in adapters_speedups.cache_keyword_classes():
+        assert not getattr(cls.forward, "__kit_patched__", False), cls
+        ours = inspect.signature(cls.forward).parameters
         parent = next(
             b for b in cls.__mro__[1:] if b.__module__.startswith("transformers") and "forward" in b.__dict__
         )
@@ -197,11 +207,7 @@ def test_adapters_decoders_still_take_the_cache_by_its_old_name():
         assert "past_key_values" in theirs and "past_key_value" not in theirs, (cls, transformers.__version__)
 
 
-@pytest.mark.parametrize("arch", ["llama", "mistral", "gpt2"])
-def test_adapters_decoders_generate_with_the_cache_as_without(arch):
-    """With the cache on (``generate``'s default), every step must see the tokens before it: greedy generation equals
-    generation without the cache and the argmax of full forward passes, with an ``adapters`` bottleneck active."""
-    import torch
+def _decoder(arch: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     sizes = dict(vocab_size=120, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64)
@@ -209,45 +215,102 @@ def test_adapters_decoders_generate_with_the_cache_as_without(arch):
     if arch == "gpt2":
         sizes = dict(vocab_size=120, n_embd=32, n_head=4, n_layer=2, n_positions=64, initializer_range=0.3)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch, **sizes))
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(arch, **sizes))
+
+
+def _with_seq_bn(model):
     adapters.init(model)
     model.add_adapter("x", config="seq_bn")
     model.set_active_adapters("x")
+    _off_identity(model)
+    return model.eval()
+
+
+def _off_identity(model):
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if ".x." in name:
+            if ".x." in name or ".adapters." in name:
                 p.add_(torch.randn_like(p) * 0.05)
-    model.eval()
-    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
-    with torch.no_grad():  # the cache holds every token it has seen
-        assert model(input_ids=ids, use_cache=True).past_key_values.get_seq_length() == ids.shape[1]
+
+
+IDS = torch.tensor([[5, 6, 7, 8, 9, 10]])
+
+
+def _cached_tokens(model) -> int:
+    with torch.no_grad():
+        return model(input_ids=IDS, use_cache=True).past_key_values.get_seq_length()
+
+
+def _generates_with_the_cache_as_without(model) -> None:
+    """Greedy generation with the cache equals generation without it and the argmax of full forward passes."""
     settings = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
-    cached = model.generate(input_ids=ids, use_cache=True, **settings)
-    sequence = ids
+    cached = model.generate(input_ids=IDS, use_cache=True, **settings)
+    sequence = IDS
     with torch.no_grad():
         for _ in range(8):
             sequence = torch.cat([sequence, model(input_ids=sequence).logits[:, -1:].argmax(-1)], dim=1)
     assert len(set(sequence[0, 6:].tolist())) > 2  # not one token repeated, which any context would give
     assert torch.equal(cached, sequence)
-    assert torch.equal(model.generate(input_ids=ids, use_cache=False, **settings), sequence)
+    assert torch.equal(model.generate(input_ids=IDS, use_cache=False, **settings), sequence)
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "gpt2"])
+def test_adapters_decoders_generate_with_the_cache_as_without(arch):
+    """A plain ``adapters`` model keeps the library's code after the import: on Llama and Mistral its cache stays
+    empty (adapters issue #824; when it fills, patch 9 is obsolete). ``pass_cache_on``, which the kit applies to its
+    own models, makes that model generate with the cache as without, and leaves another model of the process alone."""
+    model = _with_seq_bn(_decoder(arch))
+    broken = arch in ("llama", "mistral")
+    assert _cached_tokens(model) == (0 if broken else IDS.shape[1])
+    adapters_speedups.pass_cache_on(model)
+    assert _cached_tokens(model) == IDS.shape[1]  # the cache holds every token it has seen
+    _generates_with_the_cache_as_without(model)
+    other = _with_seq_bn(_decoder(arch))
+    assert _cached_tokens(other) == (0 if broken else IDS.shape[1])
+    assert not any("forward" in vars(module) for module in other.modules())
+
+
+def test_kit_models_on_adapters_generate_with_the_cache():
+    """Patch 9 on what the kit builds or loads (the ``adapters`` backend) and on a model a kit method is added to
+    through ``adapters``' own API; without the switch, nothing else."""
+    from hf_adapter_kit import get_config
+    from hf_adapter_kit.backends import get_backend
+
+    built = get_backend("adapters").attach(_decoder("llama"), get_config("pfeiffer"), "x")
+    _off_identity(built)
+    assert _cached_tokens(built.eval()) == IDS.shape[1]
+    _generates_with_the_cache_as_without(built)
+    own_api = _decoder("llama")
+    adapters.init(own_api)
+    own_api.add_adapter("x", config=get_config("parallel", backend="adapters", tasks=["a"]))
+    own_api.set_active_adapters("x")  # at its identity start: moved off it, this tiny model repeats one token
+    assert _cached_tokens(own_api.eval()) == IDS.shape[1]
+    _generates_with_the_cache_as_without(own_api)
+    assert _cached_tokens(_with_seq_bn(_decoder("llama"))) == 0  # a plain model of the same process
 
 
 def test_adapters_attention_still_copies_what_it_need_not():
     """Patch 10 is needed as long as ``match_attn_matrices_for_parallel`` copies with ``repeat`` whatever the batch
     sizes; when adapters skips matched shapes itself, this fails: remove the patch."""
-    source = inspect.getsource(adapters_methods._original["match_attn"])
+    original = adapters_speedups._original["match_attn"]
+    source = inspect.getsource(original)
     assert ".repeat(" in source and "if " not in source
-    assert list(inspect.signature(adapters_methods._original["match_attn"]).parameters) == ["query", "key", "value"]
-    assert ModelAdaptersMixin.init_adapters.__kit_patched__
+    assert list(inspect.signature(original).parameters) == ["query", "key", "value"]
+    # the modeling modules import it by name (what the switch rebinds), and init_adapters imports them
+    from adapters.models.bert import modeling_bert
+
+    assert "match_attn_matrices_for_parallel(" in inspect.getsource(modeling_bert)
+    assert "init_adapters" in inspect.getsource(adapters.init)
+    # the import binds nothing (tests/test_import_side_effects.py checks the switch)
+    assert composition.match_attn_matrices_for_parallel is original and not adapters_speedups.applied()
 
 
 @pytest.mark.parametrize("arch", ["bert", "llama"])
-def test_adapters_attention_without_copies_computes_the_same(arch):
-    """Every ``adapters`` module that calls the function gets the wrapper once ``adapters`` set up a model of that
-    architecture; the outputs are those of the original, with the same batch sizes and with a ``Parallel`` block's."""
+def test_adapters_attention_without_copies_computes_the_same(arch, monkeypatch):
+    """Patch 10's wrapper gives the outputs of the original, with the same batch sizes and with a ``Parallel``
+    block's."""
     import importlib
 
-    import torch
     from adapters.composition import Parallel
     from transformers import AutoConfig, AutoModel
 
@@ -256,7 +319,7 @@ def test_adapters_attention_without_copies_computes_the_same(arch):
     model = AutoModel.from_config(AutoConfig.for_model(arch, **sizes)).eval()
     adapters.init(model)
     module = importlib.import_module(f"adapters.models.{arch}.modeling_{arch}")
-    assert module.match_attn_matrices_for_parallel is adapters_methods._match_without_copies
+    assert module.match_attn_matrices_for_parallel is adapters_speedups._original["match_attn"]
     for name in ("a", "b"):
         model.add_adapter(name, config="seq_bn")
     with torch.no_grad():
@@ -268,13 +331,15 @@ def test_adapters_attention_without_copies_computes_the_same(arch):
     for setup in ("a", Parallel("a", "b")):  # matched batch sizes; a batch the Parallel block replicates
         model.set_active_adapters(setup)
         for patched in (True, False):
-            module.match_attn_matrices_for_parallel = (
-                adapters_methods._match_without_copies if patched else adapters_methods._original["match_attn"]
+            wrapper = adapters_speedups._match_without_copies
+            monkeypatch.setattr(
+                module,
+                "match_attn_matrices_for_parallel",
+                wrapper if patched else adapters_speedups._original["match_attn"],
             )
             with torch.no_grad():
                 outputs[str(setup), patched] = model(input_ids=ids).last_hidden_state
-        module.match_attn_matrices_for_parallel = adapters_methods._match_without_copies
         torch.testing.assert_close(outputs[str(setup), True], outputs[str(setup), False], rtol=0, atol=0)
     assert outputs[str(Parallel("a", "b")), True].shape[0] == 2 * ids.shape[0]
     q = torch.randn(2, 3, 4)
-    assert adapters_methods._match_without_copies(q, q, q)[0] is q
+    assert adapters_speedups._match_without_copies(q, q, q)[0] is q

@@ -35,6 +35,9 @@ HEAD_WEIGHTS = "head.safetensors"
 TASK_HEADS_WEIGHTS = "heads.safetensors"
 KIT_FILE = "hf_adapter_kit.json"
 CARD_FILE = "README.md"
+# A whole model the kit saved (full fine-tuning) says so in its config.json, which every loader reads anyway: no
+# request or file more is needed to tell it from any other model (serving/transformers_pipeline.py).
+WHOLE_MODEL_MARKER = "hf_adapter_kit_whole_model"
 
 
 # The pickled file each library writes when safetensors is off, by the safetensors name the kit expects.

@@ -3,17 +3,19 @@ others (``head``) only the task head."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
+from transformers.utils import CONFIG_NAME
 
 from ..errors import AdapterKitError
 from ..modeling import head_prefixes
 from ..registry import get_method
 from .base import Backend, set_trainable
-from .files import FULL_WEIGHTS, HEAD_WEIGHTS, PICKLED_NAMES, load_into, weight_file
+from .files import FULL_WEIGHTS, HEAD_WEIGHTS, PICKLED_NAMES, WHOLE_MODEL_MARKER, load_into, weight_file
 
 
 class TransformersBackend(Backend):
@@ -29,6 +31,8 @@ class TransformersBackend(Backend):
     def save(self, model: PreTrainedModel, directory: Path, adapter_name: str) -> None:
         if getattr(model, "hf_adapter_kit_full", False):
             model.save_pretrained(str(directory), safe_serialization=True)
+            config = Path(directory) / CONFIG_NAME
+            config.write_text(json.dumps({**json.loads(config.read_text()), WHOLE_MODEL_MARKER: True}, indent=2))
             return
         prefixes = head_prefixes(model)
         head = {k: v.contiguous() for k, v in model.state_dict().items() if k.split(".", 1)[0] in prefixes}

@@ -12,7 +12,9 @@ Written against adapters 1.3.0. Each registry ``AdaptersMethod`` row is connecte
    the layer's ``adapters_config`` (where a module finds the active setup: Hyperformer++ adds its output into the
    residual in its last matmul unless a composition reads that output alone); otherwise the original runs.
 4. ``ModelAdaptersMixin._add_adapter_weights`` creates shared weights only for Compacter and VeRA. The wrapper adds
-   a kit method's shared weights (Hyperformer++'s hypernetwork) after the original has run.
+   a kit method's shared weights (Hyperformer++'s hypernetwork) after the original has run, gives the model's
+   Llama / Mistral layers patch 9 (below), and puts the kit's new modules in the model's mode (``adapters`` builds
+   them in training mode, also in a model in eval mode).
 5. ``AdapterLoader.filter_func`` / ``rename_func`` find shared weights by the key fragment
    ``.shared_parameters.<name>.``, with a leading dot; on a bare encoder (``AutoModel``, as the kit's multi-task
    models use) the key starts with ``shared_parameters.`` and the hypernetwork was silently left out of the saved
@@ -25,25 +27,22 @@ Written against adapters 1.3.0. Each registry ``AdaptersMethod`` row is connecte
    the column and multi-task training stopped. When a kit adapter is added (``ModelAdaptersMixin`` for a bare model,
    ``ModelWithHeadsAdaptersMixin.add_adapter`` for a model with heads), ``task_ids`` is added to the model class's
    ``forward`` signature (``__signature__``, which ``inspect.signature`` and so the Trainer read).
-
 8. ``BottleneckLayer.vslice`` hands each child of a ``BatchSplit`` its rows of the batch, but ``task_ids`` stay those
    of the whole batch. The wrapper notes the rows it hands out (start, stop, whole batch) on the ``ForwardContext``,
    where the kit's modules find which examples, and so which tasks, they are computing.
 
-9. The attention and decoder-layer classes of ``adapters`` 1.3.0 for Llama and Mistral (``CACHE_KEYWORD``) take
-   the KV cache as ``past_key_value``, which transformers 4.56 renamed ``past_key_values`` in the keyword calls it
-   makes (adapters issue #824). The cache arrives in ``**kwargs`` and is ignored: it is never filled, and
-   every decoding step of ``generate`` attends to its own token only. Generation with the cache on (the default)
-   writes garbage after the first token, with or without an adapter, while training and the first token look right.
-   The wrapper hands ``past_key_values`` on as ``past_key_value``.
+Two more changes, to ``adapters``' own code and needed by no kit method, are applied to the process only on request
+(``hf_adapter_kit.speed_up_adapters()``): patches 9 (the KV cache of its Llama / Mistral layers) and 10 (no attention
+copies), in ``adapters_speedups.py``. A model a kit method is added to gets patch 9 on its own layers (patch 4 calls
+:func:`~hf_adapter_kit.patches.adapters_speedups.pass_cache_on`), since the method's generation is wrong without it.
 
-10. ``composition.match_attn_matrices_for_parallel``, which the attention of every ``adapters`` model calls on every
-   forward pass, copies the query, key and value with ``repeat`` even when their batch sizes already agree, which is
-   every call outside a ``Parallel`` composition: three copies of the attention's inputs per layer, with or without
-   an adapter (on the embedded MiniLM at batch 32, about 5% of the forward pass). The wrapper hands them back as
-   they are when the batch sizes agree, and calls the original otherwise. The model modules import the function by
-   name, so the wrapper is bound into every ``adapters`` module that holds it, when the kit is imported and each time
-   ``adapters`` sets up a model (``ModelAdaptersMixin.init_adapters``, by when its modeling module is imported).
+What the import replaces, by qualified name (``CHANGES``, which ``tests/test_import_side_effects.py`` compares with
+what an import really changes): patch 2 ``AdapterConfig._get_config_class``, 3 ``BottleneckLayer.add_adapter``, 4
+``ModelAdaptersMixin._add_adapter_weights``, 5 ``AdapterLoader.filter_func`` and ``AdapterLoader.rename_func``, 6
+``ModelAdaptersMixin.average_adapter``, 7 ``ModelWithHeadsAdaptersMixin.add_adapter``, 8 ``BottleneckLayer.vslice``.
+Every other call goes to the original unchanged, with one exception that fixes the library's own methods too:
+patch 5 also finds a bare encoder's ``shared_parameters.`` keys of ``adapters``' Compacter and VeRA adapters, which
+the original leaves out of the saved file in the same way.
 
 ``tests/test_patches_methods.py`` fails when the installed adapters is not 1.3.x or these entry points change shape.
 """
@@ -52,12 +51,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Mapping
 
 import adapters
 import torch
-from adapters import composition
 from adapters.configuration import adapter_config
 from adapters.context import ForwardContext
 from adapters.loading import AdapterLoader
@@ -65,6 +62,7 @@ from adapters.methods.bottleneck import BottleneckLayer
 from adapters.model_mixin import ModelAdaptersMixin, ModelWithHeadsAdaptersMixin
 
 from ..errors import AdapterKitError
+from .adapters_speedups import pass_cache_on
 
 
 WRITTEN_AGAINST = "1.3"
@@ -78,9 +76,17 @@ _original = {
     "average_adapter": ModelAdaptersMixin.average_adapter,
     "heads_add_adapter": ModelWithHeadsAdaptersMixin.add_adapter,
     "vslice": BottleneckLayer.vslice,
-    "match_attn": composition.match_attn_matrices_for_parallel,
-    "init_adapters": ModelAdaptersMixin.init_adapters,
 }
+CHANGES = (  # what apply() replaces ("module.Class.member"), by patch number in the docstring
+    "adapters.configuration.adapter_config.AdapterConfig._get_config_class",  # 2
+    "adapters.methods.bottleneck.BottleneckLayer.add_adapter",  # 3
+    "adapters.model_mixin.ModelAdaptersMixin._add_adapter_weights",  # 4
+    "adapters.loading.AdapterLoader.filter_func",  # 5
+    "adapters.loading.AdapterLoader.rename_func",  # 5
+    "adapters.model_mixin.ModelAdaptersMixin.average_adapter",  # 6
+    "adapters.model_mixin.ModelWithHeadsAdaptersMixin.add_adapter",  # 7
+    "adapters.methods.bottleneck.BottleneckLayer.vslice",  # 8
+)
 
 
 def _method_of(config):
@@ -124,9 +130,11 @@ def _add_adapter_weights(self, adapter_name: str):
     if method is None:
         return
     _declare_task_ids(type(self))
+    pass_cache_on(self)  # patch 9 on this model's Llama / Mistral layers: the method's generation needs the cache
     if method.build_shared is not None:
         shared = method.build_shared(config, self.config)
         self.base_model.shared_parameters[adapter_name] = shared.to(self.device)
+    _follow_mode(self, adapter_name)
 
 
 def _heads_add_adapter(self, adapter_name: str, *args, **kwargs):
@@ -178,6 +186,19 @@ def _average_adapter(self, adapter_name, adapter_list, weights=None, combine_str
         average.load_state_dict({k: sum(w * s[k] for w, s in zip(weights, sources, strict=True)) for k in sources[0]})
     reference = next(shared[names[0]].parameters())
     shared[adapter_name] = average.to(device=reference.device, dtype=reference.dtype)
+    _follow_mode(self, adapter_name)
+
+
+def _follow_mode(model, adapter_name: str) -> None:
+    """The kit's modules of ``adapter_name`` take the model's mode. ``adapters`` builds its layers in training mode,
+    also inside a model that was put in eval mode before (``model.eval(); adapters.init(model); add_adapter``), where
+    the kit's modules would then serve on their training paths (Hyperformer++ without its bank)."""
+    for module in model.modules():
+        if isinstance(module, BottleneckLayer) and adapter_name in module.adapters:
+            module.adapters[adapter_name].train(model.training)
+    shared = model.base_model.shared_parameters
+    if adapter_name in shared:
+        shared[adapter_name].train(model.training)
 
 
 def _declare_task_ids(model_cls) -> None:
@@ -197,58 +218,10 @@ def _wrap(owner, attribute: str, wrapper) -> None:
     setattr(owner, attribute, patched)
 
 
-CACHE_KEYWORD = {  # module -> classes whose forward takes past_key_value where transformers passes past_key_values
-    "adapters.models.llama.modeling_llama": ("LlamaAttentionWithAdapters", "LlamaDecoderLayerWithAdapters"),
-    "adapters.models.mistral.modeling_mistral": ("MistralAttentionWithAdapters", "MistralDecoderLayerWithAdapters"),
-}
-
-
-def _pass_cache_on(forward):
-    @functools.wraps(forward)
-    def patched(self, *args, past_key_values=None, **kwargs):
-        if past_key_values is not None and kwargs.get("past_key_value") is None:
-            kwargs["past_key_value"] = past_key_values
-        return forward(self, *args, **kwargs)
-
-    return patched
-
-
-def cache_keyword_classes() -> list[type]:
-    import importlib
-
-    return [
-        getattr(importlib.import_module(module), name) for module, names in CACHE_KEYWORD.items() for name in names
-    ]
-
-
-def _match_without_copies(query, key, value):
-    if query.shape[0] == key.shape[0] == value.shape[0]:
-        return query, key, value
-    return _original["match_attn"](query, key, value)
-
-
-def bind_match_without_copies() -> list[str]:
-    """Bind patch 10's wrapper into every imported ``adapters`` module holding the original; their names."""
-    original, bound = _original["match_attn"], []
-    for name, module in list(sys.modules.items()):
-        if name.startswith("adapters.") and vars(module).get("match_attn_matrices_for_parallel") is original:
-            module.match_attn_matrices_for_parallel = _match_without_copies
-            bound.append(name)
-    return bound
-
-
-def _init_adapters(self, *args, **kwargs):
-    result = _original["init_adapters"](self, *args, **kwargs)
-    bind_match_without_copies()  # the model's modeling module is imported by now
-    return result
-
-
 def apply() -> None:
     """Install the wrappers once (idempotent)."""
     if getattr(BottleneckLayer.add_adapter, "__kit_patched__", False):
         return
-    for cls in cache_keyword_classes():
-        _wrap(cls, "forward", _pass_cache_on(cls.forward))
     adapter_config.AdapterConfig._get_config_class = staticmethod(_get_config_class)
     for owner, attribute, wrapper in (
         (BottleneckLayer, "add_adapter", _add_adapter),
@@ -258,10 +231,8 @@ def apply() -> None:
         (ModelAdaptersMixin, "average_adapter", _average_adapter),
         (ModelWithHeadsAdaptersMixin, "add_adapter", _heads_add_adapter),
         (BottleneckLayer, "vslice", _vslice),
-        (ModelAdaptersMixin, "init_adapters", _init_adapters),
     ):
         _wrap(owner, attribute, wrapper)
-    bind_match_without_copies()
 
 
 def register(method) -> None:
@@ -271,4 +242,4 @@ def register(method) -> None:
     _BY_ARCHITECTURE[method.architecture] = method
 
 
-__all__ = ["WRITTEN_AGAINST", "apply", "register"]
+__all__ = ["CHANGES", "WRITTEN_AGAINST", "apply", "register"]

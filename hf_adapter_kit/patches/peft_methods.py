@@ -9,10 +9,17 @@ Written against peft 0.21.2. What it changes, and why:
    the type to its config and tuner classes, which makes ``get_peft_model``, ``inject_adapter_in_model``,
    ``save_pretrained``, ``PeftConfig.from_pretrained`` and ``PeftModel.from_pretrained`` work.
 2. ``forward`` and ``generate`` of ``PeftModel`` and its task classes take ``task_ids=``; PEFT hands them to the base
-   model only for its POLY method and drops them otherwise. For an active kit adapter the wrapper below sets them
+   model only for its POLY method and drops them otherwise. Wrapped (``WRAPPED``): ``PeftModel.forward``,
+   ``PeftModelForSequenceClassification.forward``, ``PeftModelForTokenClassification.forward``,
+   ``PeftModelForCausalLM.forward``, ``PeftModelForFeatureExtraction.forward``,
+   ``PeftModelForQuestionAnswering.forward``, ``PeftModelForSeq2SeqLM.forward``, ``PeftModelForCausalLM.generate``
+   and ``PeftModelForSeq2SeqLM.generate``. For an active kit adapter the wrapper below sets them
    as the call's task context (:func:`hf_adapter_kit.routing.task_context`; in ``generate`` ids per
    prompt also cover its beams) instead; a call without them keeps the context it runs in; for every other adapter
    the call is passed on unchanged.
+
+Those nine are what the import replaces in PEFT (``CHANGES``, which ``tests/test_import_side_effects.py`` compares
+with what an import really changes); patch 1 adds to PEFT's tables and replaces nothing.
 
 ``tests/test_patches_methods.py`` fails when the installed PEFT is not 0.21.x or these entry points change shape.
 """
@@ -38,9 +45,11 @@ WRAPPED = {
         "PeftModelForCausalLM",
         "PeftModelForFeatureExtraction",
         "PeftModelForQuestionAnswering",
+        "PeftModelForSeq2SeqLM",
     ),
     "generate": ("PeftModelForCausalLM", "PeftModelForSeq2SeqLM"),
 }
+CHANGES = tuple(f"peft.peft_model.{name}.{attribute}" for attribute, names in WRAPPED.items() for name in names)
 KIT_TYPES: set[str] = set()
 
 
@@ -97,4 +106,4 @@ def register(method) -> None:
         )
 
 
-__all__ = ["KIT_TYPES", "WRITTEN_AGAINST", "apply", "peft", "register"]
+__all__ = ["CHANGES", "KIT_TYPES", "WRITTEN_AGAINST", "apply", "peft", "register"]

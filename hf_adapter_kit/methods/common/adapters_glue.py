@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from adapters import BnConfig
-from adapters.composition import Stack
-from adapters.context import AdapterSetup, ForwardContext
+from adapters.context import ForwardContext
 from torch import nn
 
 from ...errors import AdapterKitError
@@ -58,35 +57,6 @@ def current_routing(tasks: Sequence[str], hidden: torch.Tensor) -> Routing:
         else:
             return Routing(whole.ids[rows[0] : rows[1]])
     return routing(list(tasks), size, hidden.device, holder=context)
-
-
-ALONE, ADDED, ONLY = "alone", "added", "only"
-
-
-def output_use(module: nn.Module, context: ForwardContext) -> str:
-    """How this forward pass uses each adapter's output: ``ALONE`` when a composition reads it alone
-    (``bottleneck_up``: ``Fuse`` attends over the outputs; ``Parallel``, ``BatchSplit`` and ``Average`` carry them
-    along), ``ONLY`` when one adapter is active (``"a"`` or ``Stack("a")``: its residual feeds nothing else), else
-    ``ADDED`` (a ``Stack``). Asked once per pass; ``module.adapters_config`` is its layer's (handed over when it is
-    built)."""
-    found = context.__dict__.get("_kit_output_use")
-    if found is None:
-        setup = AdapterSetup.get_context_adapter_setup()
-        config = getattr(module, "adapters_config", None)
-        if setup is None and config is not None:
-            setup = config.active_setup
-        if config is None or not _stacked(setup):
-            found = ALONE
-        elif isinstance(setup, str) or (len(setup) == 1 and isinstance(setup[0], str)):
-            found = ONLY
-        else:
-            found = ADDED
-        context.__dict__["_kit_output_use"] = found
-    return found
-
-
-def _stacked(setup) -> bool:
-    return isinstance(setup, str) or (isinstance(setup, Stack) and all(_stacked(child) for child in setup))
 
 
 def bottleneck_size(config: BnConfig, hidden_size: int, layer_idx: int | None = None) -> int:

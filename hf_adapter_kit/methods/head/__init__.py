@@ -23,7 +23,7 @@ register_method(
         default_backend="transformers",
         learning_rate=1e-3,
         recipe="head",
-        causal_lm=False,  # it trains a classification head, which a causal LM does not have
+        generative=False,  # it trains a classification head, which a generative model does not have
         markers={"transformers": "no adapter"},  # nothing but the head trains
     )
 )

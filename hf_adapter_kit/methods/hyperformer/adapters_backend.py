@@ -2,7 +2,8 @@
 
 The hypernetwork lives where ``adapters`` keeps an adapter's shared weights (``model.base_model.shared_parameters``),
 so ``save_adapter``, ``load_adapter``, ``delete_adapter`` and ``train_adapter`` handle it as they handle Compacter's;
-each layer's :class:`HyperformerAdapter` only knows its layer and position.
+each layer's :class:`HyperformerAdapter` only knows its layer and position. :func:`output_use` reads the active
+composition once per pass: whether the adapter's up projection may add its output into the residual, in place or not.
 """
 
 from __future__ import annotations
@@ -11,19 +12,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters import BnConfig
-from adapters.context import ForwardContext
+from adapters.composition import AdapterCompositionBlock, Parallel, Stack
+from adapters.context import AdapterSetup, ForwardContext
 from adapters.methods.modeling import Adapter
 from torch import nn
 
+from ...errors import AdapterKitError
+from ...modeling.families import num_blocks
 from ..common import checks
 from ..common.adapters_glue import (
-    ALONE,
-    ONLY,
     bottleneck_size,
     check_bottleneck_options,
     current_routing,
     init_flags,
-    output_use,
     positions_of,
 )
 from ..common.weights import seeded
@@ -71,12 +72,77 @@ def build_shared(config: HyperformerConfig, model_config) -> AdaptersHyperNetwor
         return AdaptersHyperNetwork(
             hidden_size=model_config.hidden_size,
             bottleneck_size=bottleneck_size(config, model_config.hidden_size),
-            num_layers=model_config.num_hidden_layers,
+            num_layers=num_blocks(model_config),  # an encoder-decoder: encoder and decoder blocks
             positions=positions_of(config),
             non_linearity=config.non_linearity,
             init_weights=config.init_weights,
             **config.hypernetwork_kwargs(),
         )
+
+
+ALONE, ADDED, ONLY = "alone", "added", "only"
+
+
+def output_use(module: nn.Module, context: ForwardContext) -> str:
+    """How this forward pass uses each adapter's output: ``ALONE`` when a composition reads it alone
+    (``bottleneck_up``: ``Fuse`` attends over the outputs; ``Parallel``, ``BatchSplit`` and ``Average`` carry them
+    along), ``ONLY`` when one adapter is active (``"a"`` or ``Stack("a")``: its residual feeds nothing else), else
+    ``ADDED`` (a ``Stack``). Asked once per pass; ``module.adapters_config`` is its layer's (handed over when it is
+    built, :mod:`hf_adapter_kit.patches.adapters_methods`)."""
+    found = context.__dict__.get("_kit_output_use")
+    if found is None:
+        setup = AdapterSetup.get_context_adapter_setup()
+        config = getattr(module, "adapters_config", None)
+        if setup is None and config is not None:
+            setup = config.active_setup
+        if config is None or not _stacked(setup):
+            found = ALONE
+        elif isinstance(setup, str) or (len(setup) == 1 and isinstance(setup[0], str)):
+            found = ONLY
+        else:
+            found = ADDED
+        context.__dict__["_kit_output_use"] = found
+    return found
+
+
+def check_placed_alike(module: nn.Module, context: ForwardContext) -> None:
+    """``adapters`` runs a ``Parallel`` block only over adapters placed alike (each at every place the block reaches);
+    otherwise it fails in its own code with a raw ``TypeError`` or ``KeyError``, for its own ``double_seq_bn`` beside a
+    ``seq_bn`` too. Reached first by this module, the kit says which adapter is missing here and what works. Once per
+    pass and place."""
+    key = f"_kit_placed_alike_{module.location_key}"
+    if context.__dict__.get(key):
+        return
+    setup = AdapterSetup.get_context_adapter_setup() or module.adapters_config.active_setup
+    for block in _parallel_blocks(setup):
+        names = [str(child) for child in block.children]
+        missing = [  # (a nested block is adapters' to check)
+            child
+            for child in block.children
+            if isinstance(child, str)
+            and module.adapters_config.match(child, BnConfig, module.layer_idx, module.location_key) is None
+        ]
+        if missing:
+            raise AdapterKitError(
+                f"`Parallel`({', '.join(map(repr, names))}): {missing} has no adapter after the {module.position} "
+                f"sub-block of layer {module.layer_idx}, where {module.name!r} has one, and adapters runs a Parallel "
+                "block only over adapters placed alike (its own double_seq_bn beside seq_bn fails the same way). "
+                f"Build {module.name!r} with mh_adapter=False (after the feed-forward block only, as seq_bn), or "
+                "compose them with Stack."
+            )
+    context.__dict__[key] = True
+
+
+def _parallel_blocks(setup) -> list[Parallel]:
+    if isinstance(setup, Parallel):
+        return [setup]
+    if isinstance(setup, AdapterCompositionBlock):
+        return [block for child in setup for block in _parallel_blocks(child)]
+    return []
+
+
+def _stacked(setup) -> bool:
+    return isinstance(setup, str) or (isinstance(setup, Stack) and all(_stacked(child) for child in setup))
 
 
 class HyperformerAdapter(Adapter):
@@ -85,11 +151,11 @@ class HyperformerAdapter(Adapter):
     def __init__(self, adapter_name: str, config: HyperformerConfig, layer_idx: int, location_key: str):
         nn.Module.__init__(self)
         init_flags(self, adapter_name, config)
-        self.layer_idx = layer_idx
+        self.layer_idx, self.location_key = layer_idx, location_key
         self.position = "attention" if location_key == "mh_adapter" else "ffn"
 
     def forward(self, x, residual_input, output_gating=False):
-        context = ForwardContext.get_context()  # one per forward call: the pass token of common/passes.py
+        context = ForwardContext.get_context()  # one per forward call: the serving engine's pass token
         hypernet = context.shared_parameters[self.name]
         dtype = hypernet.layer_embeddings.weight.dtype
         route = current_routing(hypernet.tasks, x)
@@ -98,6 +164,8 @@ class HyperformerAdapter(Adapter):
         # it is the sub-block's output (which nothing reads after this adapter: `post_forward` adds its output to
         # the sub-block's input); else into a new tensor (Parallel and Stack reuse the residual).
         use = output_use(self, context)
+        if use == ALONE:
+            check_placed_alike(self, context)
         into = None if use == ALONE else residual_input
         overwrite = use == ONLY and residual_input is x
         out = hypernet.adapter(x.to(dtype), self.layer_idx, self.position, route, context, into, overwrite)

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from ..common import checks
 
 
+# The conditional layer norm's epsilon (F.layer_norm's default): the paper's adapter (hypernet.py) and the serving
+# engine's folded form of it (packed.py) must use the same one.
+LN_EPS = 1e-5
+
+
 @dataclass(eq=False)
 class HyperformerOptions:
     tasks: list[str] = field(

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ...modeling.families import num_blocks
 from ...routing import routing
-from ..common.passes import current_pass, track_passes
 from ..common.peft_tuner import KitLayer, KitPeftConfig, KitTuner
 from ..common.weights import scheme_for
 from .config import HyperformerOptions
 from .hypernet import HyperNetwork
+from .passes import track_passes, untrack_passes
 
 
 @dataclass
@@ -67,7 +68,7 @@ class HyperformerLayer(KitLayer):
     ) -> torch.Tensor:
         hypernet = self._hypernets[adapter_name]
         route = routing(hypernet.tasks, source.shape[0], source.device)
-        return hypernet.adapter(source, self.layer_index, self.position, route, current_pass(), result, overwrite)
+        return hypernet.adapter(source, self.layer_index, self.position, route, None, result, overwrite)
 
     def _get_available_adapters(self) -> set[str]:
         return set(self._hypernets)
@@ -85,8 +86,14 @@ class HyperformerTuner(KitTuner):
     tuner_layer_cls = HyperformerLayer
 
     def shared_modules(self, adapter_name: str, peft_config: HyperformerPeftConfig) -> dict:
-        track_passes(self.model)  # the serving caches are checked once per forward pass (common/passes.py)
-        return {"hypernet": find_hypernet(self.model, adapter_name), "num_layers": self.model.config.num_hidden_layers}
+        track_passes(self.model)  # the serving bank is checked once per forward pass (passes.py)
+        # one layer embedding per block: an encoder-decoder's decoder blocks follow its encoder's (placement.py)
+        return {"hypernet": find_hypernet(self.model, adapter_name), "num_layers": num_blocks(self.model.config)}
+
+    def _unload_and_optionally_merge(self, *args, **kwargs):
+        model = super()._unload_and_optionally_merge(*args, **kwargs)
+        untrack_passes(model)  # the hooks `shared_modules` put on the model
+        return model
 
     @classmethod
     def legacy_key(cls, key: str, model: nn.Module, adapter_name: str) -> str:

@@ -13,7 +13,7 @@ class ParallelOptions:
         default_factory=lambda: ["default"],
         metadata={"help": "The tasks this adapter serves; forward calls pick one per example with `task_ids`."},
     )
-    # 1.0, not the 4.0 of He et al. and ParBnConfig: chosen on validation (bench/results/single-task-sweep-validation.md)
+    # 1.0, not the 4.0 of He et al. and ParBnConfig: docs/benchmarks.md, "Where the defaults come from"
     scaling: float | str = field(
         default=1.0, metadata={"help": "Scale of the adapter's output, or 'learned' for a learned scale per task."}
     )
