@@ -33,8 +33,8 @@ from hf_adapter_kit import train
 from hf_adapter_kit.commands.compare import machine
 from hf_adapter_kit.data import load_task
 from hf_adapter_kit.modeling import DEFAULT_MODEL, head_prefixes, load_base_model, load_tokenizer
-from hf_adapter_kit.training import run
 from hf_adapter_kit.training.preprocess import tokenize_task
+from hf_adapter_kit.training.strategies import classification
 from hf_adapter_kit.training.trainer import EpochSeededLengthGroupedSampler, KitTrainer
 
 
@@ -98,7 +98,7 @@ def lockstep(steps: int) -> tuple[list[float], list[float]]:
             super().__init__(*args, **kwargs)
             self.add_callback(raw)
 
-    run.KitTrainer = LockstepTrainer
+    classification.KitTrainer = LockstepTrainer
     try:
         with tempfile.TemporaryDirectory() as out:
             result = train(
@@ -115,7 +115,7 @@ def lockstep(steps: int) -> tuple[list[float], list[float]]:
                 **SETTINGS,
             )
     finally:
-        run.KitTrainer = KitTrainer
+        classification.KitTrainer = KitTrainer
     # kit step k: its own step + the gap from the raw step's end to kit step k + 1 (the Trainer's work between steps)
     kit = [result.step_times[k] + (raw.kit_begins[k + 1] - raw.raw_ends[k]) for k in range(steps - 1)]
     return kit, raw.raw_times[: steps - 1]

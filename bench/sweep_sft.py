@@ -32,8 +32,8 @@ def run_arm(arm: dict) -> dict:
     from hf_adapter_kit.commands.parser import parse_train
     from hf_adapter_kit.data.instructions import load_instructions
     from hf_adapter_kit.llm.generation import evaluate_generation
+    from hf_adapter_kit.training.chat import encode_splits
     from hf_adapter_kit.training.run import run_training
-    from hf_adapter_kit.training.sft import encode_splits
 
     options = {k: v for k, v in arm.items() if k != "method"}
     flags = [f"--{k}={json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in options.items()]

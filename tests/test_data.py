@@ -376,8 +376,12 @@ def test_data_errors(tmp_path, offline):
             r"`test_file`=.*i2\.csv' holds the label 3, which is not a class.*test split.*\['0', '1'\]",
         ),
         (
-            dict(train_file=_file(tmp_path, "tiny.csv", pd.DataFrame({"text": ["a"], "label": [0]}))),
+            dict(train_file=_file(tmp_path, "tiny.csv", pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}))),
             r"too few to carve",
+        ),
+        (
+            dict(train_file=_file(tmp_path, "one.csv", pd.DataFrame({"text": list("abcdefghij"), "label": [1] * 10}))),
+            r"labels are all '1' \(`label_column`\): a classifier learns nothing from one class",
         ),
         (dict(task="tweets-polarity", max_train_samples=0), r"`max_train_samples`=0 is not valid: a positive integer"),
         (dict(task="tweets-polarity", max_eval_samples=-5), r"`max_eval_samples`=-5"),

@@ -22,7 +22,7 @@ from hf_adapter_kit import from_pretrained, pipeline
 ENTRY = """
 import os, sys
 from pathlib import Path
-import hf_adapter_kit.training.run as run
+import hf_adapter_kit.training.result as result
 import hf_adapter_kit.training.trainer as trainer
 
 def recording(original):
@@ -43,7 +43,7 @@ def digest(original):
         return original(self)
     return load_best
 
-run.save_adapter = recording(run.save_adapter)          # the final adapter
+result.save_adapter = recording(result.save_adapter)    # the final adapter
 trainer.save_adapter = recording(trainer.save_adapter)  # checkpoints
 trainer.KitTrainer._load_best_model = digest(trainer.KitTrainer._load_best_model)
 from hf_adapter_kit.commands.cli import main

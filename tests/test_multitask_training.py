@@ -10,7 +10,7 @@ import torch
 
 from hf_adapter_kit import AdapterKitError, from_pretrained, train
 from hf_adapter_kit.multitask import MultiTaskModel
-from hf_adapter_kit.training.multitask import TemperatureBatchSampler, task_probabilities
+from hf_adapter_kit.training.sampling import TemperatureBatchSampler, task_probabilities
 
 
 TASKS = ["tweets-polarity", "tweets-3way"]

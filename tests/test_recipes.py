@@ -29,9 +29,15 @@ def test_recipe_runs_a_few_steps(recipe, tiny_model_dirs, tmp_path, request):
     values = load_recipe(recipe)
     assert recipe.parent.name == values["method"] or recipe.parent.name.startswith(f"{values['method']}-")
     out = tmp_path / "run"
-    # instruction-tuning recipes need a decoder with a chat template: the tiny Llama stands in for SmolLM2
-    sft = values.get("task_type") == "causal-lm"
-    model = request.getfixturevalue("tiny_llm_dir") if sft else tiny_model_dirs["bert"]
+    # instruction-tuning recipes need a decoder with a chat template: the tiny Llama stands in for SmolLM2; text-to-text
+    # recipes an encoder-decoder: the tiny T5 stands in for T5-base
+    task_type = values.get("task_type")
+    if task_type == "causal-lm":
+        model = request.getfixturevalue("tiny_llm_dir")
+    elif task_type == "seq2seq-lm":
+        model = request.getfixturevalue("tiny_seq2seq_dirs")["t5"]
+    else:
+        model = tiny_model_dirs["bert"]
     overrides = ["--model_name_or_path", model, "--max_steps", "3", "--output_dir", str(out)]
     overrides += ["--disable_tqdm", "true", "--max_train_samples", "32"]
     if values.get("tasks"):  # multi-task recipes keep their embedded tasks, cut down
@@ -55,16 +61,26 @@ def test_command_line_overrides_the_recipe(tmp_path):
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        ("method: pfeiffer\nlora_rank: 4\n", r"Unknown argument\(s\) \['lora_rank'\]: allowed are .*max_length"),
+        ("method: pfeiffer\nlora_rank: 4\n", r"Unknown argument\(s\) \['lora_rank'\] in the recipe .*max_length"),
+        ("# lr\nmethod: pfeiffer\nlearning_rate: fast\n", r"recipe\.yaml, line 3: `learning_rate`='fast' .*float"),
+        ("method: pfeiffer\nmethod_options:\n  reduction_factor: many\n", r"line 3: `reduction_factor`='many'"),
+        ("method: pfeiffer\nbf16: perhaps\n", r"line 2: `bf16`='perhaps' is not valid: expected true or false"),
+        (
+            "method: pfeiffer\nsave_strategy: hourly\n",
+            r"recipe\.yaml, line 2: `save_strategy`='hourly' is not valid: expected one of 'best'",
+        ),
         ("method: [pfeiffer\n", r"is not valid YAML"),
         ("- pfeiffer\n", r"must hold a mapping"),
     ],
 )
-def test_bad_recipes(tmp_path, content, match):
+def test_bad_recipes(tmp_path, content, match, capsys):
     path = tmp_path / "recipe.yaml"
     path.write_text(content)
     with pytest.raises(AdapterKitError, match=match):
         parse_train(["--config", str(path)])
+    assert main(["train", "--config", str(path), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "usage:" not in (err := capsys.readouterr().err) and len(err.splitlines()) == 1  # one line, no usage
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_recipe_and_unknown_method(tmp_path, capsys):

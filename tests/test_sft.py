@@ -22,7 +22,7 @@ from hf_adapter_kit.llm.generation import (
 )
 from hf_adapter_kit.metrics import IGNORED
 from hf_adapter_kit.registry import list_specs
-from hf_adapter_kit.training.sft import encode_chat
+from hf_adapter_kit.training.chat import encode_chat
 
 
 PROMPT = [{"role": "user", "content": "Is this tweet positive or negative? great flight"}]
@@ -175,7 +175,7 @@ def test_the_zero_shot_baseline_is_the_base_model(tiny_llm_dir, toy_files, tmp_p
         "lora", "toy", str(tmp_path / "run"), task_type="CAUSAL_LM", model_name_or_path=tiny_llm_dir,
         **toy_files, **QUICK,
     )  # fmt: skip
-    from hf_adapter_kit.training.sft import encode_splits
+    from hf_adapter_kit.training.chat import encode_splits
 
     data = load_instructions("toy", **toy_files)
     encoded = encode_splits(data, tokenizer, QUICK["max_length"])["test"]

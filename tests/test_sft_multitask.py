@@ -15,7 +15,7 @@ import hf_adapter_kit as kit
 from hf_adapter_kit import AdapterKitError, from_pretrained, task_context, train
 from hf_adapter_kit.data.instructions import load_instructions
 from hf_adapter_kit.llm.generation import completion_perplexity, generate_answers
-from hf_adapter_kit.training.sft import chat_tokenizer, encode_splits
+from hf_adapter_kit.training.chat import chat_tokenizer, encode_splits
 from tests.test_card_usage import run_blocks
 from tests.test_sft import QUICK
 

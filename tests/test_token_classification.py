@@ -99,7 +99,7 @@ def test_tokenized_labels_follow_the_words(tiny_model_dirs, tmp_path):
 
 def test_truncated_words_are_not_labelled(tiny_model_dirs, tmp_path):
     path = tmp_path / "long.conll"
-    path.write_text("\n".join(f"w{i}\tO" for i in range(40)) + "\n")
+    path.write_text("\n".join(f"w{i}\t{'B-place' if i == 0 else 'O'}" for i in range(40)) + "\n")
     task = load_task("long", train_file=str(path), validation_file=str(path), test_file=str(path))
     row = tokenize_task(task, load_tokenizer(tiny_model_dirs["bert"], words=True), max_length=12)["train"][0]
     assert len(row["input_ids"]) == 12 and row["labels"][0] == IGNORED and row["labels"][-1] == IGNORED
@@ -213,7 +213,8 @@ def test_meta_kind_defaults_to_sequence_and_is_checked(tmp_path):
     assert AdapterMeta.read(tmp_path).kind == "sequence"  # folders written before the key existed
     (tmp_path / KIT_FILE).write_text(json.dumps(data | {"kind": "span"}))
     with pytest.raises(
-        AdapterKitError, match=r"`kind`='span' is not valid: expected one of \['sequence', 'token', 'causal-lm'\]"
+        AdapterKitError,
+        match=r"`kind`='span' is not valid: expected one of \['sequence', 'token', 'causal-lm', 'seq2seq-lm'\]",
     ):
         AdapterMeta.read(tmp_path)
 

@@ -211,3 +211,56 @@ def test_explicit_values_win_and_bf16_without_a_gpu_is_refused(tmp_path):
     with pytest.raises(AdapterKitError, match=r"`bf16`=True is not valid on this machine: it has no GPU"):
         train("pfeiffer", "toy", str(out), bf16=True)
     assert not out.exists()
+
+
+def test_each_task_shape_has_its_strategy():
+    from hf_adapter_kit.training.strategies import (
+        Classification,
+        InstructionTuning,
+        MultiTaskClassification,
+        TextToText,
+        choose_strategy,
+    )
+
+    assert choose_strategy(None, None) is Classification
+    assert choose_strategy(None, ["a", "b"]) is MultiTaskClassification
+    assert choose_strategy("causal-lm", None) is choose_strategy("causal-lm", ["a", "b"]) is InstructionTuning
+    assert choose_strategy("seq2seq-lm", None) is choose_strategy("seq2seq-lm", ["a", "b"]) is TextToText
+    with pytest.raises(
+        AdapterKitError, match=r"`task_type`='span' is not valid: one of \[None, 'causal-lm', 'seq2seq"
+    ):
+        choose_strategy("span", None)
+
+
+# the steps where task shapes differ, in the order the pipeline reaches them
+HOOKS = "check config_options load_data encode load_model meta_fields attach trainer evaluate".split()
+
+
+def test_a_registered_strategy_runs_through_the_one_pipeline(tiny_model_dirs, toy_files, tmp_path, monkeypatch):
+    """A new task shape is a strategy added to the registry: the pipeline calls each of its steps once, in order."""
+    from hf_adapter_kit.training import strategies
+    from hf_adapter_kit.training.args import DataArguments, KitTrainingArguments, MethodArguments, ModelArguments
+    from hf_adapter_kit.training.run import run_training
+
+    calls = []
+
+    def recorded(name):
+        original = getattr(strategies.Classification, name)
+
+        def hook(self, *args, **kwargs):
+            calls.append(name)
+            return original(self, *args, **kwargs)
+
+        return hook
+
+    shape = type(
+        "Recorded", (strategies.Classification,), {"task_type": "recorded", **{n: recorded(n) for n in HOOKS}}
+    )
+    monkeypatch.setattr(strategies, "STRATEGIES", (*strategies.STRATEGIES, shape))
+    model_args = ModelArguments(model_name_or_path=tiny_model_dirs["bert"], max_length=16)
+    model_args.task_type = "recorded"  # a task_type ModelArguments does not know yet
+    training_args = KitTrainingArguments(output_dir=str(tmp_path / "run"), num_train_epochs=1, disable_tqdm=True)
+    result = run_training(model_args, DataArguments(task="toy", **toy_files), MethodArguments(), training_args)
+    assert calls == HOOKS
+    assert set(result.test_metrics) == {"accuracy", "f1_macro"}
+    assert (result.adapter_dir / "hf_adapter_kit.json").is_file()

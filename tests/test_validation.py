@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import hf_adapter_kit.training.multitask as multitask_module
 import hf_adapter_kit.training.run as run_module
+import hf_adapter_kit.training.strategies.classification as classification_module
+import hf_adapter_kit.training.strategies.multitask as multitask_module
 from hf_adapter_kit import AdapterKitError, train
 from hf_adapter_kit.folders import check_output_dir
 from hf_adapter_kit.training.args import DataArguments, KitTrainingArguments, MethodArguments, ModelArguments
@@ -65,7 +66,7 @@ def no_model_loads(monkeypatch):
         raise AssertionError("a model, tokenizer or task was loaded before the arguments were checked")
 
     for name in ("load_tokenizer", "load_base_model", "load_task", "tokenize_task"):
-        monkeypatch.setattr(run_module, name, refuse)
+        monkeypatch.setattr(classification_module, name, refuse)
     for name in ("load_tokenizer", "load_task", "tokenize_task"):
         monkeypatch.setattr(multitask_module, name, refuse)
     monkeypatch.setattr(multitask_module.AutoModel, "from_pretrained", refuse)
@@ -96,15 +97,13 @@ def test_multi_task_runs_are_checked_too(tiny_model_dirs, tmp_path, no_model_loa
     ]:
         with pytest.raises(AdapterKitError, match=match):
             train("hyperformer", output_dir=str(out), **common, **kwargs)
-    # Called directly with built arguments (as the command line does), the multi-task entry checks them as well.
+    # Called directly with built arguments (as the command line does), the pipeline checks them as well.
     arguments = (
         ModelArguments(model_name_or_path=tiny_model_dirs["bert"]),
         DataArguments(tasks=["tweets-polarity", "tweets-3way"]),
         MethodArguments(method="hyperformer"),
         KitTrainingArguments(output_dir=str(out), learning_rate=-0.5),
     )
-    with pytest.raises(AdapterKitError, match=r"`learning_rate`=-0.5"):
-        multitask_module.run_multitask_training(*arguments)
     with pytest.raises(AdapterKitError, match=r"`learning_rate`=-0.5"):
         run_module.run_training(*arguments)
     assert not out.exists()

@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except AdapterKitError as err:
         print(f"hf-adapter-kit: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line, no traceback (training says where to resume from)
+        print(f"hf-adapter-kit: {err or 'interrupted'}", file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
     return 0
 
 

@@ -12,7 +12,8 @@ speed drifts between processes (up to 2x was seen on the development VM). After 
 optimizer step of the trained model with one of a fresh full fine-tuning model of the same base, on the same
 training batches, and reports the median of the per-batch ratios. Its optimizers run at learning rate 0, so the
 trained adapter is left as it was saved. Written to ``compare.json``, ``compare.md`` and ``compare.png`` (accuracy
-against trainable parameters, one labelled point per method) in the output folder.
+against trainable parameters, one labelled point per method) in the output folder, each file whole or not at all
+(``atomic.write_file``): a compare killed while writing them leaves the previous results.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import clear_staging, write_file
 from ..errors import AdapterKitError, invalid
 from ..folders import check_output_dir
 from ..modeling import load_base_model
@@ -60,15 +62,17 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     rows = [_run_child(name, task, out, train_kwargs) for name in methods]
     report = {"task": task, "machine": machine(), "settings": train_kwargs, "methods": rows}
-    (out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "compare.md").write_text(markdown(report))
-    plot(rows, out / "compare.png", task)
+    write_file(out / "compare.json", json.dumps(report, indent=2) + "\n")
+    write_file(out / "compare.md", markdown(report))
+    write_file(out / "compare.png", plot(rows, task))
     return rows
 
 
 def _run_child(method: str, task: str, out: Path, train_kwargs: dict[str, Any]) -> dict[str, Any]:
     job = {"method": method, "task": task, "output_dir": str(out / method), "train_kwargs": train_kwargs}
     result_file = out / f".{method}.result.json"
+    result_file.unlink(missing_ok=True)  # one a killed compare left is never read as this child's
+    clear_staging(result_file)
     command = [sys.executable, "-m", "hf_adapter_kit.commands.compare", json.dumps(job), str(result_file)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0 or not result_file.is_file():
@@ -255,7 +259,10 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], path: Path, task: str) -> None:
+def plot(rows: list[dict[str, Any]], task: str) -> bytes:
+    """The PNG of accuracy against trainable parameters, one labelled point per method."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,11 +280,13 @@ def plot(rows: list[dict[str, Any]], path: Path, task: str) -> None:
     axes.set_title(f"Accuracy against trainable parameters: {task}")
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
     plt.close(figure)
+    return image.getvalue()
 
 
 if __name__ == "__main__":  # the child process of compare(): python -m hf_adapter_kit.commands.compare JOB RESULT_FILE
     job = json.loads(sys.argv[1])
     row = measure(job["method"], job["task"], job["output_dir"], job["train_kwargs"])
-    Path(sys.argv[2]).write_text(json.dumps(row))
+    write_file(sys.argv[2], json.dumps(row))

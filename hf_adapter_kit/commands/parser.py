@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -69,13 +70,30 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return Path(str(packaged))
 
 
+def recipe_lines(name_or_path: str | Path) -> dict[str, int]:
+    """The line of each key in a recipe (``method_options``' keys too), for messages that point into the file."""
+    try:
+        root = yaml.compose(recipe_path(name_or_path).read_text())
+    except yaml.YAMLError:
+        return {}
+    lines: dict[str, int] = {}
+    for key, value in getattr(root, "value", []) if isinstance(root, yaml.MappingNode) else []:
+        lines[key.value] = key.start_mark.line + 1
+        if key.value == "method_options" and isinstance(value, yaml.MappingNode):
+            lines.update({inner.value: inner.start_mark.line + 1 for inner, _ in value.value})
+    return lines
+
+
 def load_recipe(name_or_path: str | Path) -> dict[str, Any]:
     """The recipe's keys and values. A ``method_options`` mapping (older recipes) is spread into plain keys."""
     path = recipe_path(name_or_path)
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise AdapterKitError(f"`config`={str(name_or_path)!r} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise AdapterKitError(f"`config`={str(name_or_path)!r} is not valid YAML: {problem}{where}.") from err
     if not isinstance(values, dict):
         raise AdapterKitError(
             f"`config`={str(name_or_path)!r} must hold a mapping of option: value, not {type(values).__name__}."
@@ -140,15 +158,18 @@ class KitArgumentParser(HfArgumentParser):
         """The dataclass instances, and the keys the recipe, ``defaults`` or the command line set."""
         config, argv = split_config(argv)
         values = dict(defaults or {})
-        if config is not None:
-            values.update(load_recipe(config))
-        allowed = {action.dest for action in self._actions if action.dest != "help"}
-        unknown = sorted(set(values) - allowed)
+        recipe = load_recipe(config) if config is not None else {}
+        values.update(recipe)
+        actions = {action.dest: action for action in self._actions if action.dest != "help"}
+        unknown = sorted(set(values) - set(actions))
         if unknown:
+            where = f" in the recipe {str(config)!r}" if set(unknown) & set(recipe) else ""
             raise AdapterKitError(
-                f"Unknown argument(s) {unknown}: allowed are {', '.join(sorted(allowed))}. "
+                f"Unknown argument(s) {unknown}{where}: allowed are {', '.join(sorted(actions))}. "
                 "See `hf-adapter-kit train --method <method> --help`."
             )
+        for key, value in recipe.items():
+            _check_recipe_value(actions[key], value, config)
         self.set_defaults(**values)
         namespace, rest = self.parse_known_args(argv)
         if rest:
@@ -158,12 +179,41 @@ class KitArgumentParser(HfArgumentParser):
         given = set(values) | {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
         if any(dtype.__name__ == "KitTrainingArguments" for dtype in self.dataclass_types):
             # before the dataclasses: transformers' TrainingArguments refuses some values with plain ValueErrors
-            check_values({k: v for k, v in vars(namespace).items() if k != "config"}, complete=True)
+            try:
+                check_values({k: v for k, v in vars(namespace).items() if k != "config"}, complete=True)
+            except AdapterKitError as err:  # a value the recipe set (and the command line kept): say where it is
+                key = re.match(r"`(\w+)`", str(err))
+                if key and key.group(1) in recipe and getattr(namespace, key.group(1)) == recipe[key.group(1)]:
+                    raise AdapterKitError(f"{_place(config, key.group(1))}: {err}") from err
+                raise
         outputs = []
         for dtype in self.dataclass_types:
             names = {f.name for f in dataclasses.fields(dtype) if f.init}
             outputs.append(dtype(**{k: v for k, v in vars(namespace).items() if k in names}))
-        return tuple(outputs), given & allowed
+        return tuple(outputs), given & set(actions)
+
+
+def _check_recipe_value(action: argparse.Action, value: Any, config: str) -> None:
+    """A recipe's value must be what the command line would accept for its key; refused naming the file, the line and
+    the key (argparse would print its whole usage, then a line that names neither)."""
+    expected = None
+    if isinstance(value, str) and action.type not in (None, str):
+        try:
+            value = action.type(value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            expected = getattr(action.type, "__name__", str(action.type)).replace("string_to_bool", "true or false")
+    if expected is None and action.choices is not None and value not in action.choices:
+        expected = f"one of {', '.join(map(str, action.choices))}"
+    if expected is not None:
+        raise AdapterKitError(
+            f"{_place(config, action.dest)}: `{action.dest}`={value!r} is not valid: expected {expected}."
+        )
+
+
+def _place(config: str, key: str) -> str:
+    """Where a recipe sets ``key``: the file, and the line when it can be found."""
+    line = recipe_lines(config).get(key)
+    return f"{recipe_path(config)}" + (f", line {line}" if line else "")
 
 
 def split_config(argv: list[str]) -> tuple[str | None, list[str]]:

@@ -11,7 +11,8 @@
   while loading, before anything is trained or written.
 
 Labels must be strings or integers (floats with no fraction, as pandas reads integer columns with gaps, count as
-integers); the train split may not mix the two. Token classification (CoNLL files) applies the same rules to tags.
+integers); the train split may not mix the two, and must hold at least two classes. Token classification (CoNLL
+files) applies the same rules to tags.
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ def class_list(
             "use all strings or all integers."
         )
     names = _names(values, where, class_names)
+    if len(set(names)) < 2:
+        raise AdapterKitError(
+            f"The train split's labels are all {names[0]!r} (`label_column`): a classifier learns nothing from one "
+            "class, and its accuracy would read 1.0. Check the column, or give training data of at least two classes."
+        )
     if label_names is not None:
         allowed = set(label_names)
         missing = next((i for i, name in enumerate(names) if name not in allowed), None)

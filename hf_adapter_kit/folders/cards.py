@@ -19,7 +19,8 @@ from huggingface_hub.utils import validate_repo_id
 
 from ..backends.files import CARD_FILE
 from ..data.instructions import render_prompt
-from ..kinds import KINDS
+from ..data.text2text import render_source
+from ..kinds import GENERATIVE, KINDS
 from ..modeling import is_embedded, looks_like_path
 from ..registry import get_method
 from .meta import AdapterMeta
@@ -117,11 +118,13 @@ def render_card(
         base_parameters=f"{base:,}",
         trainable_percent=f"{100 * trainable / base:.2f}%" if base else "n/a",
         adapter_size_bytes=f"{size:,}",
-        labels=_labels(meta) or ("none: free text, generated" if meta.kind == "causal-lm" else ""),
+        labels=_labels(meta) or ("none: free text, generated" if meta.kind in GENERATIVE else ""),
         label_names=list(meta.label_names),
         token=meta.kind == "token",
         generation=meta.kind == "causal-lm",
+        text2text=meta.kind == "seq2seq-lm",
         messages=_example_messages(meta),
+        prompt=_example_prompt(meta),
         task_id=meta.tasks[0]["name"] if meta.tasks else None,  # a multi-task adapter's usage code asks its first
         max_new_tokens=training.get("max_new_tokens", 16),
         heads=[dict(head) for head in meta.heads],
@@ -167,6 +170,7 @@ _NOT_HYPERPARAMETERS = {
     "generation_samples",  # instruction tuning: a few answers of each model, kept in hf_adapter_kit.json
     "zero_shot_samples",
     "test_examples",
+    "probe_train_accuracy",  # the head's starting probe on its training examples (head_init="probe")
 }
 
 
@@ -189,7 +193,7 @@ def _labels(meta: AdapterMeta) -> str:
 
 
 def _baseline_rows(meta: AdapterMeta) -> list[dict[str, str]]:
-    """An instruction-tuned adapter's zero-shot base model, measured in the same run: in the card's body only (the
+    """A generative adapter's zero-shot base model, measured in the same run: in the card's body only (the
     model-index lists what this model scored)."""
     per_task = meta.training.get("task_metrics") or {meta.task: meta.metrics}
     return [
@@ -201,15 +205,28 @@ def _baseline_rows(meta: AdapterMeta) -> list[dict[str, str]]:
     ]  # fmt: skip
 
 
+EXAMPLE_TEXT = "What a lovely flight, thank you!"  # what a generative card's usage code asks about
+
+
+def _first_task(meta: AdapterMeta) -> tuple[str, list[str]]:
+    """The task a generative card's usage code asks (a multi-task adapter's first) and its answers."""
+    return (meta.tasks[0]["name"], meta.tasks[0]["label_names"]) if meta.tasks else (meta.task, meta.label_names)
+
+
 def _example_messages(meta: AdapterMeta) -> list[dict[str, str]]:
     """The chat prompt a causal-lm card's usage code sends: the instruction the adapter was trained on for a
     classification task, a free question otherwise."""
-    task, labels = (
-        (meta.tasks[0]["name"], meta.tasks[0]["label_names"]) if meta.tasks else (meta.task, meta.label_names)
-    )
+    task, labels = _first_task(meta)
     if labels:
-        return render_prompt(task, labels, "What a lovely flight, thank you!")
+        return render_prompt(task, labels, EXAMPLE_TEXT)
     return [{"role": "user", "content": "What can you help me with?"}]
+
+
+def _example_prompt(meta: AdapterMeta) -> str:
+    """The input a seq2seq-lm card's usage code sends: a classification task's text with its task prefix, as the
+    adapter was trained (``data/text2text.py``), the text alone otherwise."""
+    task, labels = _first_task(meta)
+    return render_source(task, labels, EXAMPLE_TEXT) if labels else EXAMPLE_TEXT
 
 
 def _limitations(meta: AdapterMeta) -> str:

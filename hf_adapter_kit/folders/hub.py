@@ -2,14 +2,14 @@
 :func:`resolve_adapter`, the local folder of a repo id (downloaded) or of a path, which every loader reads.
 
 Only safetensors, JSON and the card are downloaded (pickles only with ``allow_pickle=True``); an upload is one
-commit, so a failed push never leaves a partial adapter as the repo's head.
+commit, so a failed push never leaves a partial adapter as the repo's head. A push stages the folder it uploads in the
+system's temporary folder (``atomic.scratch_dir``): one that a killed push left there is removed by the next push.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
+from ..atomic import recover, scratch_dir
 from ..backends.files import ADAPTER_CONFIG, KIT_FILE
 from ..errors import AdapterKitError
 from ..modeling import looks_like_path
@@ -33,6 +34,7 @@ from .save import save_adapter
 
 
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "README.md"]
+PUSH_PREFIX = "hf_adapter_kit-push-"
 PICKLE_PATTERNS = ["*.bin"]
 
 
@@ -53,8 +55,8 @@ def push_to_hub(
             f"Pushing to `repo_id`={repo_id!r}{' (private)' if private else ''} needs a token: pass token=... or "
             "log in with `huggingface-cli login` / set HF_TOKEN."
         )
-    with tempfile.TemporaryDirectory(prefix="hf_adapter_kit-push-") as tmp:
-        staging = Path(tmp) / "adapter"
+    with scratch_dir(PUSH_PREFIX) as tmp:
+        staging = tmp / "adapter"
         if isinstance(model_or_dir, torch.nn.Module):
             meta = meta_of(model_or_dir)
             save_adapter(model_or_dir, staging, meta)
@@ -99,6 +101,7 @@ def resolve_adapter(
             "training run) or a Hub repo id ('owner/name')."
         )
     path = Path(repo_id_or_path).expanduser()
+    recover(path)  # a save killed between its two renames (no renameat2) left the folder aside: put it back
     if path.is_dir():
         return path
     name = str(repo_id_or_path)

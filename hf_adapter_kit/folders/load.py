@@ -8,6 +8,7 @@ A multi-task folder (task heads of its own) is rebuilt by ``multitask/`` (``Mult
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -75,6 +76,14 @@ def load_folder(
     try:
         model = get_backend(meta.backend).load(base, directory, meta.adapter_name, allow_pickle=allow_pickle)
     except (RuntimeError, KeyError, OSError) as err:  # shapes or names that do not fit this base model
+        if allow_pickle and _refused_pickle(err):
+            raise invalid(
+                "allow_pickle",
+                True,
+                f"True only reads pickles of plain tensors; the pickled weights in {directory} hold other objects, "
+                "which torch.load(weights_only=True) refused to build (they could run code), and nothing was loaded. "
+                "Ask for the adapter as safetensors.",
+            ) from err
         raise AdapterKitError(f"The adapter in {directory} does not fit the base model {base_id!r}: {err}") from err
     attach_meta(model, meta)
     return merge_adapter(model) if merge else model
@@ -125,3 +134,12 @@ def merge_adapter(model: torch.nn.Module) -> PreTrainedModel:
     merged = get_backend(meta.backend).merge(model, meta.adapter_name)
     merged.__dict__.pop("hf_adapter_kit_meta", None)
     return merged.eval()
+
+
+def _refused_pickle(error: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refusing a pickle is what went wrong (the libraries wrap its error)."""
+    while error is not None:
+        if isinstance(error, pickle.UnpicklingError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -67,14 +67,15 @@ def save_adapter(
 
     ``merge=True`` is for Trainer checkpoints, whose folder the adapter shares with the Trainer's own files and with
     every process's RNG state: the adapter's files are renamed into the folder one by one (each rename atomic) and
-    the folder's other files stay. A checkpoint counts as complete once the Trainer writes ``trainer_state.json``,
-    after these files.
+    the folder's other files stay. The Trainer writes that folder in a staging folder of its own, renamed into place
+    once whole (``training/checkpoints.py``).
+
+    Either way the staging folders that killed saves of ``directory`` left beside it go first (one writer per folder).
     """
     meta = meta or meta_of(model)
     target = check_output_dir(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not merge:
-        recover(target, clean=True)
+    recover(target, clean=True)
     staging = staging_dir(target)  # folder and files get the modes os.makedirs / open give, not mkdtemp's 0700
     try:
         if meta.heads:  # a multi-task model: the library's adapter files for its encoder, and its task heads

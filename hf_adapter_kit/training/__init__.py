@@ -1,6 +1,9 @@
-"""Training: argument dataclasses, the kit's Trainer and the ``train()`` entry point."""
+"""Training: argument dataclasses, the kit's Trainer, the one training pipeline (``run.py``) with a strategy per task
+shape (``strategies/``), and the ``train()`` entry point."""
 
-from .run import TrainResult, train
+from .checkpoints import TrainingInterrupted
+from .result import TrainResult
+from .run import train
 
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "TrainingInterrupted", "train"]

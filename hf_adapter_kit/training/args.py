@@ -16,6 +16,7 @@ from transformers import TrainingArguments
 
 from ..errors import AdapterKitError, choices, invalid
 from ..modeling import DEFAULT_MODEL
+from .probe import HEAD_INITS
 
 
 # A smoke budget, for the tests that run the documentation's examples as written: with HF_ADAPTER_KIT_SMOKE=1 every
@@ -29,17 +30,29 @@ def smoke() -> bool:
 
 
 # task_type: None trains a classifier (one label per text, or per word for token tasks); "causal-lm" (PEFT's
-# TaskType.CAUSAL_LM, also accepted as "CAUSAL_LM") instruction-tunes a decoder LLM (training/sft.py, docs/llm.md).
-TASK_TYPES = {"causal-lm": "causal-lm", "CAUSAL_LM": "causal-lm"}
+# TaskType.CAUSAL_LM, or "CAUSAL_LM") instruction-tunes a decoder LLM (docs/llm.md); "seq2seq-lm" (PEFT's
+# TaskType.SEQ_2_SEQ_LM, or "SEQ_2_SEQ_LM") trains an encoder-decoder text-to-text (docs/text2text.md);
+# training/strategies/ has one each.
+TASK_TYPES = {
+    "causal-lm": "causal-lm",
+    "CAUSAL_LM": "causal-lm",
+    "seq2seq-lm": "seq2seq-lm",
+    "SEQ_2_SEQ_LM": "seq2seq-lm",
+}
+# No encoder-decoder is embedded: a text-to-text run names one, or gets this Hub id (the recipe's, recipes/*-t5/).
+DEFAULT_SEQ2SEQ_MODEL = "google-t5/t5-base"
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
 
 
 def default_model(task_type: str | None) -> str:
-    """The embedded model a run uses when none is named: the MiniLM encoder, or SmolLM2 for task_type='causal-lm'."""
+    """The model a run uses when none is named: the embedded MiniLM encoder, the embedded SmolLM2 for
+    task_type='causal-lm', and T5-base from the Hub for task_type='seq2seq-lm' (no encoder-decoder is embedded)."""
     if task_type == "causal-lm":
         from ..llm.embedded import DEFAULT_LLM
 
         return DEFAULT_LLM
+    if task_type == "seq2seq-lm":
+        return DEFAULT_SEQ2SEQ_MODEL
     return DEFAULT_MODEL
 
 
@@ -50,7 +63,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": f"Hub id or local folder of the base model; default: the embedded {DEFAULT_MODEL} (with "
-            "task_type causal-lm: the embedded HuggingFaceTB/SmolLM2-135M-Instruct), which need no network."
+            "task_type causal-lm: the embedded HuggingFaceTB/SmolLM2-135M-Instruct), which need no network; with "
+            f"task_type seq2seq-lm: {DEFAULT_SEQ2SEQ_MODEL} from the Hub (no encoder-decoder is embedded)."
         },
     )
     max_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
@@ -59,14 +73,16 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Unset: classification (one label per text; per word for token tasks). 'causal-lm' (PEFT's "
-            "CAUSAL_LM): instruction tuning of a decoder LLM, evaluated by generation (docs/llm.md)."
+            "CAUSAL_LM): instruction tuning of a decoder LLM, evaluated by generation (docs/llm.md). 'seq2seq-lm' "
+            "(PEFT's SEQ_2_SEQ_LM): text-to-text with an encoder-decoder (T5, BART), evaluated by generation "
+            "(docs/text2text.md)."
         },
     )
     max_new_tokens: Optional[int] = field(  # noqa: UP045
         default=None,
         metadata={
-            "help": "task_type causal-lm: most new tokens per generated test answer; default: the longest test "
-            "answer's tokens plus 8."
+            "help": "task_type causal-lm or seq2seq-lm: most new tokens per generated test answer; default: the "
+            "longest test answer's tokens plus 8."
         },
     )
 
@@ -94,7 +110,8 @@ class ModelArguments:
                 raise invalid(
                     "task_type",
                     self.task_type,
-                    "'causal-lm' (or PEFT's name 'CAUSAL_LM') for instruction tuning, or None for classification.",
+                    "'causal-lm' (or PEFT's name 'CAUSAL_LM') for instruction tuning, 'seq2seq-lm' (or "
+                    "'SEQ_2_SEQ_LM') for text-to-text with an encoder-decoder, or None for classification.",
                 )
             self.task_type = TASK_TYPES[self.task_type]
         if self.max_new_tokens is not None and (
@@ -206,6 +223,13 @@ class KitTrainingArguments(TrainingArguments):
         default=None, init=False, metadata={"help": "Not an option here: --label_names names a task's classes."}
     )
     group_by_length: bool = field(default=True, metadata={"help": "Batch examples of similar length together."})
+    head_init: str = field(
+        default="probe",
+        metadata={
+            "help": "How a classification head starts: 'probe' (a logistic regression fitted on the model's features "
+            "of up to 4096 training examples, then trained with the adapter: LP-FT) or 'random' (transformers' init)."
+        },
+    )
     length_column_name: str = field(default="length", metadata={"help": "Precomputed token counts."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     # HfArgumentParser needs typing.Union here: it cannot read "str | list[str] | None".
@@ -229,7 +253,9 @@ class KitTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        # None: the task's own metric, which run_training picks once the task is loaded (see metrics.BEST_METRIC);
+        if self.head_init not in HEAD_INITS:
+            raise choices("head_init", self.head_init, HEAD_INITS)
+        # None: the task kind's own metric, which the run picks once the kind is known (training/best_metric.py);
         # "accuracy" until then, so that transformers sets greater_is_better for a score rather than for the loss.
         self.kit_default_metric = self.metric_for_best_model is None
         if self.kit_default_metric:

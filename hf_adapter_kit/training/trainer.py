@@ -9,22 +9,31 @@ Overrides of ``Trainer``'s private methods, written against transformers 4.57 (`
 trainer adds its own sampler): ``_save`` (the backend writes the adapter), ``_load_from_checkpoint`` and
 ``_load_best_model`` (the backend reads it back), ``_get_train_sampler`` (an order fixed by seed and epoch),
 ``_set_signature_columns_if_needed`` (``model_columns`` such as ``task_ids`` kept for a model that takes them through
-``**kwargs``). ``tests/test_patches_methods.py`` fails when transformers changes their signatures or stops calling them.
+``**kwargs``), ``_save_checkpoint`` and ``_get_output_dir`` (the Trainer writes each checkpoint into a staging folder,
+renamed into place once whole: ``checkpoints.py``). ``tests/test_patches_methods.py`` fails when transformers changes
+their signatures or stops calling them.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..backends import get_backend
 from ..folders import AdapterMeta, save_adapter
+from ..folders.cards import write_card
 from ..modeling.checkpointing import enable
+from .checkpoints import checkpoint_staging, clear_checkpoint_staging, publish
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
@@ -93,12 +102,15 @@ PRIVATE_OVERRIDES = (
     "_load_best_model",
     "_get_train_sampler",
     "_set_signature_columns_if_needed",
+    "_save_checkpoint",
+    "_get_output_dir",
 )
 
 
 class KitTrainer(Trainer):
     def __init__(self, *args, kit_meta: AdapterMeta, model_columns: tuple[str, ...] = (), **kwargs):
         self.model_columns = model_columns  # dataset columns the model takes beyond its forward's named arguments
+        self._checkpoint: Path | None = None  # the checkpoint folder being written (into its staging folder)
         super().__init__(*args, **kwargs)
         self.step_timer = StepTimer()
         self.add_callback(self.step_timer)
@@ -126,6 +138,8 @@ class KitTrainer(Trainer):
         self._signature_columns += [c for c in self.model_columns if c not in self._signature_columns]
 
     def train(self, *args, **kwargs):
+        if self.args.should_save:  # what a killed run left; hidden, so never taken for a checkpoint meanwhile
+            clear_checkpoint_staging(Path(self.args.output_dir))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=re.escape(MTIME_WARNING), category=UserWarning)
             return super().train(*args, **kwargs)
@@ -137,7 +151,48 @@ class KitTrainer(Trainer):
         return self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        save_adapter(self.model, output_dir or self.args.output_dir, self.kit_meta, merge=True)
+        folder = save_adapter(self.model, output_dir or self.args.output_dir, self.kit_meta, merge=True)
+        if self._checkpoint is not None:  # in the staging folder: the card names the folder it becomes
+            write_card(folder, display_path=self._checkpoint, meta=self.kit_meta)
+
+    def _get_output_dir(self, trial) -> str:
+        # While _save_checkpoint runs, the Trainer's run folder is the checkpoint's staging folder: every file it
+        # writes for the checkpoint lands there.
+        if self._checkpoint is not None:
+            return str(checkpoint_staging(self._checkpoint))
+        return super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's own checkpoint, every file of it written into a staging folder that is renamed into place
+        once whole (``checkpoints.py``): a kill at any moment leaves ``checkpoint-N`` whole or absent."""
+        run_dir = super()._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        final = Path(run_dir) / name
+        staging = checkpoint_staging(final)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        self.accelerator.wait_for_everyone()  # every process writes its RNG state into the staging folder
+        self._checkpoint = final
+        try:
+            super()._save_checkpoint(model, trial)
+        except BaseException:  # Ctrl-C or a full disk: nothing half-written stays behind
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            self._checkpoint = None
+        staged_best = self.state.best_model_checkpoint == os.path.join(str(staging), name)
+        if staged_best:  # the Trainer found this checkpoint the best where it wrote it; it will be at `final`
+            self.state.best_model_checkpoint = os.path.join(run_dir, name)
+        self.accelerator.wait_for_everyone()  # every process's files are in the staging folder
+        if self.args.should_save:
+            if staged_best:
+                self.state.save_to_json(str(staging / name / TRAINER_STATE_NAME))
+            publish(staging / name, final)
+            shutil.rmtree(staging, ignore_errors=True)
+            self._rotate_checkpoints(use_mtime=True, output_dir=run_dir)  # what the Trainer did in the staging folder
+        self.accelerator.wait_for_everyone()  # no process reads the checkpoint before it is in place
 
     def _load_checkpoint_weights(self, model, checkpoint) -> None:
         """Read the adapter (and head) weights of a checkpoint into ``model`` (resume and best-model restore)."""

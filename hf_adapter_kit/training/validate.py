@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any
 
+import torch
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
-from ..errors import choices, invalid
+from ..errors import AdapterKitError, choices, invalid
 from ..folders import check_output_dir
-from ..kinds import CLASSIFICATION, get_kind
+from ..kinds import KINDS
 
 
 SEED_MAX = 2**32 - 1  # NumPy's limit; transformers.set_seed seeds NumPy too
@@ -48,6 +50,7 @@ def check_values(values: Mapping[str, Any], *, complete: bool = False) -> None:
     _check_numbers(v)
     _check_schedule(v)
     _check_strategies(v)
+    _check_adapter_name(v)
     output_dir = check_output_dir(v["output_dir"])
     adapter_dir = output_dir / "adapter"
     if adapter_dir.exists() and not adapter_dir.is_dir():
@@ -134,11 +137,14 @@ def _check_numbers(v: dict[str, Any]) -> None:
 
 def _check_schedule(v: dict[str, Any]) -> None:
     _number(v, "num_train_epochs", "a number >= 0 (e.g. 3; fractions allowed).", low=0)
-    _integer(v, "max_steps", -1, "an integer >= 1, or -1 to train for num_train_epochs.")
+    allowed = "an integer >= 1, or -1 to train for num_train_epochs."
+    _integer(v, "max_steps", -1, allowed)
     if v["max_steps"] <= 0 and v["num_train_epochs"] == 0:
         raise invalid(
             "num_train_epochs", v["num_train_epochs"], "a number > 0 when max_steps is not set: nothing would train."
         )
+    if v["max_steps"] == 0:  # transformers would train one step and save an untrained adapter
+        raise invalid("max_steps", 0, allowed)
     scheduler = _value(v.get("lr_scheduler_type"))
     if scheduler not in {s.value for s in SchedulerType}:
         raise choices("lr_scheduler_type", scheduler, [s.value for s in SchedulerType])
@@ -166,10 +172,10 @@ def _check_strategies(v: dict[str, Any]) -> None:
     evaluation, saving = strategies["eval_strategy"], strategies["save_strategy"]
     if _value(v.get("lr_scheduler_type")) == "reduce_lr_on_plateau" and evaluation == "no":
         raise invalid("lr_scheduler_type", "reduce_lr_on_plateau", "another scheduler when eval_strategy='no'.")
-    single_task = v.get("tasks") is None  # multi-task runs always pick the best checkpoint by mean accuracy
+    single_task = v.get("tasks") is None  # with `tasks` the strategy decides (multi-task classification: its score)
     metric = v.get("metric_for_best_model")
     if single_task and metric is not None:  # None: the task's own (accuracy, or entity_f1 for token tasks)
-        known = {key for kind in (*CLASSIFICATION, "causal-lm") for key in get_kind(kind).best_metrics()}
+        known = {key for kind in KINDS.values() for key in kind.best_metrics()}
         allowed = sorted(known | {f"eval_{m}" for m in known})
         if metric not in allowed:
             raise choices("metric_for_best_model", metric, allowed)
@@ -189,6 +195,41 @@ def _check_strategies(v: dict[str, Any]) -> None:
             f"a multiple of eval_steps={eval_steps} while load_best_model_at_end=True (each checkpoint must have been "
             "evaluated).",
         )
+
+
+MODULE_DICT = torch.nn.ModuleDict()  # whose attributes an adapters adapter may not be named after
+
+
+def _check_adapter_name(v: dict[str, Any]) -> None:
+    """On the ``adapters`` backend the name becomes a key of the torch ``ModuleDict`` in every adapted layer, where
+    torch refuses a dot and any name the dict has as an attribute (a raw ``KeyError`` once the data and model have
+    loaded). PEFT knows every adapter as ``default``: any name does there."""
+    name = v.get("adapter_name")
+    if name is None or name == "":  # unset: named after the task
+        return
+    if not isinstance(name, str):
+        raise invalid("adapter_name", name, "a name (a string), or unset to name the adapter after the task.")
+    if _backend(v) == "adapters" and ("." in name or hasattr(MODULE_DICT, name)):
+        suggestion = re.sub(r"[^A-Za-z0-9_]", "_", name)
+        suggestion = f"{suggestion}_adapter" if hasattr(MODULE_DICT, suggestion) else suggestion
+        raise invalid(
+            "adapter_name",
+            name,
+            "a name without '.' that is not an attribute of torch's ModuleDict (such as 'forward', 'keys', "
+            f"'training'): the adapters backend makes it a torch module name; e.g. {suggestion!r}.",
+        )
+
+
+def _backend(v: dict[str, Any]) -> str | None:
+    """The backend the run will use (the method's default unless named); None for an unknown method, which the
+    pipeline refuses with the list of methods."""
+    from ..registry import get_method
+
+    try:
+        spec = get_method(v.get("method"))
+    except (AdapterKitError, TypeError):
+        return None
+    return v.get("backend") or spec.default_backend
 
 
 def _steps(v: dict[str, Any], name: str, strategy: str, fallback: float | None = None) -> float | None:
