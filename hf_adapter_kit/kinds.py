@@ -3,7 +3,8 @@ pipelines, PEFT's ``task_type``, what a run reports and the metric that picks th
 
 - ``sequence``: one label per input (text classification), ``AutoModelForSequenceClassification``;
 - ``token``: one label per word (token classification, NER), ``AutoModelForTokenClassification``;
-- ``causal-lm``: instruction tuning of a decoder LLM, ``AutoModelForCausalLM``, evaluated by generation.
+- ``causal-lm``: instruction tuning of a decoder LLM, ``AutoModelForCausalLM``, evaluated by generation;
+- ``seq2seq-lm``: text-to-text with an encoder-decoder (T5, BART), ``AutoModelForSeq2SeqLM``, evaluated by generation.
 
 A multi-task classification model (``multitask/``) wraps a bare encoder whose heads are the kit's own: its PEFT config
 gets :data:`ENCODER_TASK_TYPE`.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
@@ -76,8 +78,19 @@ KINDS: dict[str, Kind] = {
             False,
             "instruction tuning (causal-lm)",
         ),
+        Kind(
+            "seq2seq-lm",
+            AutoModelForSeq2SeqLM,
+            ("text2text-generation",),
+            "SEQ_2_SEQ_LM",
+            ("accuracy", "perplexity", "zero_shot_accuracy", "zero_shot_perplexity"),
+            "loss",  # validation loss on the targets, as causal-lm: generation is measured once, on the test split
+            False,
+            "text-to-text (seq2seq-lm)",
+        ),
     )
 }
+GENERATIVE = ("causal-lm", "seq2seq-lm")  # the kinds that write their answers (no classification head)
 CLASSIFICATION = ("sequence", "token")  # the kinds with a classification head (a multi-task model's TaskHead kinds)
 ENCODER_TASK_TYPE = "FEATURE_EXTRACTION"  # PEFT's task type of a multi-task model's bare encoder
 SERVED_PIPELINES = tuple(task for kind in KINDS.values() for task in kind.pipelines)
@@ -94,4 +107,13 @@ def kind_of_pipeline(task: str) -> Kind:
     return next(kind for kind in KINDS.values() if task in kind.pipelines)
 
 
-__all__ = ["CLASSIFICATION", "ENCODER_TASK_TYPE", "KINDS", "SERVED_PIPELINES", "Kind", "get_kind", "kind_of_pipeline"]
+__all__ = [
+    "CLASSIFICATION",
+    "ENCODER_TASK_TYPE",
+    "GENERATIVE",
+    "KINDS",
+    "SERVED_PIPELINES",
+    "Kind",
+    "get_kind",
+    "kind_of_pipeline",
+]

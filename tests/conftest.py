@@ -16,6 +16,8 @@ from transformers import (
     GPT2Config,
     LlamaConfig,
     LlamaForCausalLM,
+    PretrainedConfig,
+    PreTrainedModel,
     RobertaConfig,
 )
 
@@ -156,3 +158,171 @@ def toy_files(tmp_path) -> dict[str, str]:
         "text_column": "review",
         "label_column": "stars",
     }
+
+
+# -- one tiny random model per family (tests/test_families.py) ------------------------------------------------------
+FAMILY_SHAPE = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    vocab_size=128,
+    max_position_embeddings=64,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+_KV = dict(num_key_value_heads=2, head_dim=8)  # grouped keys and values; small heads where the default is 128+
+_SEQ2SEQ = dict(
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_ffn_dim=37,
+    decoder_ffn_dim=37,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    decoder_start_token_id=2,
+)
+_T5 = dict(d_kv=8, d_ff=37, num_decoder_layers=2, decoder_start_token_id=0)
+FAMILY_OPTIONS = {  # what each family needs beyond FAMILY_SHAPE to stay tiny and valid
+    "bert": {},
+    "roberta": {},
+    "xlm-roberta": {},
+    "distilbert": {"hidden_dim": 37},
+    "deberta-v2": {"pooler_hidden_size": 32},
+    "electra": {"embedding_size": 32},
+    "modernbert": {"cls_token_id": 1, "sep_token_id": 2, "global_attn_every_n_layers": 2, "local_attention": 16},
+    "albert": {"embedding_size": 16},
+    "gpt2": {},
+    "gpt_neox": {},
+    "llama": _KV,
+    "mistral": _KV,
+    "mixtral": {**_KV, "num_local_experts": 4, "num_experts_per_tok": 2},
+    "qwen2": _KV,
+    "qwen3": _KV,
+    "qwen3_moe": {**_KV, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16},
+    "gemma": _KV,
+    "gemma2": _KV,
+    "gemma3_text": _KV,
+    "phi3": _KV,
+    "olmo2": _KV,
+    "granite": _KV,
+    "t5": _T5,
+    "mt5": _T5,
+    "bart": _SEQ2SEQ,
+    "mbart": _SEQ2SEQ,
+}
+
+
+def family_config(family: str):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(family, **FAMILY_SHAPE, **FAMILY_OPTIONS[family])
+
+
+@pytest.fixture(scope="session")
+def family_model():
+    """``family_model(family)``: a fresh copy of the family's tiny random model with its usual head (sequence
+    classification for encoders, causal LM for decoders, seq2seq LM for encoder-decoders), built once per session."""
+    import copy
+
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    from hf_adapter_kit.modeling.families import DECODER, ENCODER, kind_of
+
+    heads = {ENCODER: AutoModelForSequenceClassification, DECODER: AutoModelForCausalLM}
+    built: dict = {}
+
+    def make(family: str):
+        if family not in built:
+            config = family_config(family)
+            torch.manual_seed(0)
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                built[family] = heads.get(kind_of(config), AutoModelForSeq2SeqLM).from_config(config).eval()
+            finally:
+                hf_logging.set_verbosity(verbosity)
+        return copy.deepcopy(built[family])
+
+    return make
+
+
+class UnplacedConfig(PretrainedConfig):
+    """A model family no table knows, whose blocks hold two candidates for each output projection: attention
+    ``o_proj`` and ``out_proj``, feed-forward ``down_proj`` and ``w2``."""
+
+    model_type = "hf-adapter-kit-unplaced"
+
+    def __init__(self, hidden_size: int = 64, num_hidden_layers: int = 2, **kwargs):
+        self.hidden_size, self.num_hidden_layers = hidden_size, num_hidden_layers
+        super().__init__(**kwargs)
+
+
+class UnplacedModel(PreTrainedModel):
+    config_class = UnplacedConfig
+    base_model_prefix = "body"
+
+    def __init__(self, config: UnplacedConfig):
+        super().__init__(config)
+        h = config.hidden_size
+        self.embed = torch.nn.Embedding(50, h)
+        self.layers = torch.nn.ModuleList(_UnplacedBlock(h) for _ in range(config.num_hidden_layers))
+
+    def forward(self, input_ids):
+        hidden = self.embed(input_ids)
+        for block in self.layers:
+            hidden = block(hidden)
+        return hidden
+
+
+class _UnplacedBlock(torch.nn.Module):
+    def __init__(self, h: int):
+        super().__init__()
+        self.self_attn = torch.nn.ModuleDict(
+            {name: torch.nn.Linear(h, h) for name in ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj")}
+        )
+        self.mlp = torch.nn.ModuleDict(
+            {"up_proj": torch.nn.Linear(h, 2 * h), "down_proj": torch.nn.Linear(2 * h, h), "w2": torch.nn.Linear(h, h)}
+        )
+
+    def forward(self, hidden):
+        a, m = self.self_attn, self.mlp
+        hidden = hidden + a["out_proj"](a["o_proj"](a["v_proj"](hidden)))
+        return hidden + m["w2"](m["down_proj"](torch.relu(m["up_proj"](hidden))))
+
+
+# -- tiny random encoder-decoders (tests/test_text2text.py) ---------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_seq2seq_dirs(tmp_path_factory, embedded_path) -> dict[str, str]:
+    """A tiny random T5 and BART (hidden 32, 2 encoder and 2 decoder blocks) saved as local folders with the embedded
+    model's WordPiece tokenizer: its ``[SEP]`` is the eos token that ends every target, ``[PAD]`` pads (and starts
+    T5's decoder, BART's starts with eos, as theirs do), and its inputs are ``input_ids`` and ``attention_mask`` only
+    (an encoder-decoder takes no ``token_type_ids``)."""
+    from transformers import AutoModelForSeq2SeqLM, BartConfig, T5Config
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_path, model_input_names=["input_ids", "attention_mask"])
+    tokenizer.eos_token = tokenizer.sep_token
+    pad, bos, eos = tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
+    shared = dict(vocab_size=len(tokenizer), pad_token_id=pad, eos_token_id=eos)
+    configs = {
+        "t5": T5Config(
+            **shared, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=4,
+            decoder_start_token_id=pad,
+        ),
+        "bart": BartConfig(
+            **shared, d_model=32, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
+            encoder_attention_heads=4, decoder_attention_heads=4, max_position_embeddings=130, bos_token_id=bos,
+            decoder_start_token_id=eos, forced_eos_token_id=eos,
+        ),
+    }  # fmt: skip
+    folders = {}
+    for name, config in configs.items():
+        folder = tmp_path_factory.mktemp(f"tiny-{name}")
+        torch.manual_seed(0)
+        AutoModelForSeq2SeqLM.from_config(config).save_pretrained(folder)
+        # BART's config names a bos token ([CLS], which the WordPiece tokenizer starts every text with); T5 has none
+        tokenizer.bos_token = tokenizer.cls_token if name == "bart" else None
+        tokenizer.save_pretrained(folder)
+        folders[name] = str(folder)
+    return folders

@@ -4,22 +4,33 @@ Saved folders are exactly what ``adapters`` itself writes with ``save_adapter(..
 (``adapter_config.json``, ``adapter.safetensors``, and for the static transformers head ``head_config.json`` +
 ``model_head.safetensors``), so plain ``adapters`` loads them with ``model.load_adapter(folder)``.
 
+Families that ``adapters`` has no model classes for get an ``AdapterModelInterface`` (:func:`adapters_interface`):
+the kit's for the common decoders it lacks, its own (qwen2, gemma2, ...) otherwise, either one accepting the kit's
+methods (bottleneck-style layers, which ``adapters`` places at the interface's hooks like its own).
+
 A causal LM's one head is its language-modelling head (``modeling.lm_head_only``): it stays frozen and is not saved
 (``adapters`` would otherwise write it as the static head: the whole output embedding, 28M weights for SmolLM2-135M).
 """
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import adapters
 import torch
+from adapters import AdapterModelInterface
+from adapters.wrappers.interfaces import get_adapter_interface
+from adapters.wrappers.model import get_module_name
 from transformers import PreTrainedModel
 
+from ..errors import AdapterKitError
 from ..logs import quiet_adapter_activation
-from ..modeling import head_prefixes, lm_head_only
-from ..registry import method_of_config
+from ..modeling import families, head_prefixes, lm_head_only
+from ..patches.adapters_speedups import pass_cache_on
+from ..registry import list_specs, method_of_config
 from .base import Backend, check_fits, set_trainable
 from .files import ADAPTERS_HEAD_WEIGHTS, ADAPTERS_WEIGHTS, load_into, weight_file
 
@@ -36,7 +47,8 @@ class AdaptersBackend(Backend):
 
     def attach_encoder(self, encoder: PreTrainedModel, config: Any, adapter_name: str) -> PreTrainedModel:
         check_fits(config, encoder)
-        adapters.init(encoder)
+        init(encoder)
+        pass_cache_on(encoder)  # without it adapters' Llama / Mistral layers ignore the KV cache (patch 9)
         with quiet_adapter_activation():
             encoder.add_adapter(adapter_name, config=config)
             encoder.train_adapter(adapter_name)  # freezes everything but the adapter and activates it
@@ -57,7 +69,8 @@ class AdaptersBackend(Backend):
 
     def _load(self, model: PreTrainedModel, directory: Path, adapter_name: str, allow_pickle: bool):
         weights = weight_file(directory, ADAPTERS_WEIGHTS, allow_pickle)
-        adapters.init(model)
+        init(model)
+        pass_cache_on(model)  # without it adapters' Llama / Mistral layers ignore the KV cache (patch 9)
         # With safetensors present adapters reads only them; otherwise it uses torch.load(weights_only=True).
         safe = weights.suffix == ".safetensors"
         with quiet_adapter_activation():
@@ -78,6 +91,70 @@ class AdaptersBackend(Backend):
         model.set_active_adapters(None)
         model.delete_adapter(adapter_name)
         return model
+
+
+def init(model: PreTrainedModel) -> PreTrainedModel:
+    """``adapters.init(model, interface=adapters_interface(model))``, leaving the base model's outputs as they were.
+
+    ``adapters`` 1.3.0's LoRA wraps a combined query-key-value projection in a new linear layer (``LoRAMergedLinear``)
+    that keeps the projection's weight and bias, but a projection without bias (ModernBERT's ``Wqkv``) gets the
+    random float32 bias the new layer drew: every output of the base model changes, and a half-precision base fails
+    at its first forward pass. Such new biases are zeroed, in the base's dtype: no bias, as before.
+    """
+    existing = {id(p) for p in model.parameters()}
+    adapters.init(model, interface=adapters_interface(model))
+    dtype = next((p.dtype for p in model.parameters() if id(p) in existing and p.is_floating_point()), None)
+    for name, param in model.named_parameters():
+        if id(param) not in existing and name.endswith(".bias"):
+            param.data = torch.zeros_like(param.data, dtype=dtype)
+    return model
+
+
+def adapters_interface(model: PreTrainedModel) -> AdapterModelInterface | None:
+    """What ``adapters.init(model, interface=...)`` takes for the model's family: ``None`` where ``adapters`` has
+    model classes for it, else an interface that also accepts the kit's methods (the kit's, from its family table,
+    or the one ``adapters`` ships). Raises the kit's error, before the model is touched, for a family neither covers.
+    """
+    if isinstance(model, adapters.ModelAdaptersMixin):
+        return getattr(model.base_model, "adapter_interface", None)  # initialised already: adapters.init keeps it
+    model_type = getattr(model.config, "model_type", None)
+    row = families.get_family(model_type)
+    fields = families.interface_fields(row) if row is not None else None
+    shipped = get_adapter_interface(model_type)
+    if fields is None and shipped is not None:
+        fields = asdict(shipped)
+    if fields is not None:
+        return AdapterModelInterface(**{**fields, "adapter_methods": AcceptsKitMethods(fields["adapter_methods"])})
+    if _has_model_classes(model_type):
+        return None
+    raise AdapterKitError(
+        f"`model_type`={model_type!r}: `adapters` 1.3.0 has no model classes and no interface for this family, and "
+        f"the kit has none either (it runs on `adapters` with: {', '.join(families.FAMILIES)}, and every family "
+        "adapters supports itself). Use backend='peft': it places the kit's methods in any family whose blocks it "
+        "finds, or where `places=` names them."
+    )
+
+
+class AcceptsKitMethods(list):
+    """An interface's ``adapter_methods``. ``adapters`` initialises each listed method (``init_adapters`` iterates
+    the list) and accepts a config whose method is listed (``supports_adapter`` asks ``in``). The kit's methods are
+    bottleneck layers, which ``adapters`` places where its ``bottleneck`` method goes: accepted wherever bottleneck
+    adapters are, without being listed (listed, ``init_adapters`` would look for an initialiser of their own)."""
+
+    def __contains__(self, method: object) -> bool:
+        kit = {spec.adapters.architecture for spec in list_specs() if spec.adapters is not None}
+        return super().__contains__(method) or (method in kit and super().__contains__("bottleneck"))
+
+
+def _has_model_classes(model_type: str | None) -> bool:
+    """``adapters`` has a modeling module for the family (what ``adapters.init`` imports without an interface)."""
+    if not model_type:
+        return False
+    name = get_module_name(model_type)
+    try:
+        return importlib.util.find_spec(f"adapters.models.{name}.modeling_{name}") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _in_base_dtype(model: PreTrainedModel, adapter_name: str) -> PreTrainedModel:

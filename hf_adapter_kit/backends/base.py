@@ -69,11 +69,13 @@ class Backend:
 
 
 def check_fits(config: Any, model: PreTrainedModel) -> None:
-    """A rank or bottleneck must fit in the model's width, and a kit method must know where it goes in the model's
-    architecture (``methods/common/placement.py``); checked before the model is touched."""
+    """A rank or bottleneck must fit in the model's width, and a kit method on PEFT must find where it goes in the
+    model (``methods/common/placement.py``: the family's row, the model's module tree, or the places the config
+    names); checked before the model is touched. On ``adapters`` the library places the layers: the adapters backend
+    checks that it supports the family."""
     spec = method_of_config(config)
-    if spec is not None:
-        placement.check_model_type(getattr(model.config, "model_type", None), spec.name)
+    if spec is not None and spec.peft is not None and isinstance(config, spec.peft.config_cls):
+        placement.resolve(model, config, spec.peft.tuner_cls.tuner_layer_cls.reads_block_input)
     hidden = getattr(model.config, "hidden_size", None)
     if not hidden:
         return

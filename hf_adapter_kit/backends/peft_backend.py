@@ -46,8 +46,8 @@ class PeftBackend(Backend):
         return peft.get_peft_model(encoder, config, adapter_name=PEFT_ADAPTER_NAME)
 
     def save(self, model: peft.PeftModel, directory: Path, adapter_name: str) -> None:
-        # The kit never resizes a vocabulary, so PEFT's "auto" check whether it did is skipped: for a base model named by
-        # Hub id (the embedded ones) it asks the Hub for its config.json, retrying for ~40 s when offline (PEFT 0.21).
+        # The kit never resizes a vocabulary, so PEFT's "auto" check whether it did is skipped: for a base model named
+        # by Hub id (the embedded ones) it asks the Hub for its config.json, retrying for long when offline (PEFT 0.21).
         model.save_pretrained(str(directory), safe_serialization=True, save_embedding_layers=False)
 
     def load(

@@ -20,15 +20,15 @@ goes in:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from ..errors import AdapterKitError, invalid
-from .files import Table, read_file
-from .taskdata import SPLITS
+from ..errors import AdapterKitError
+from .files import Table
+from .pairs import PairData, from_classification, from_files, probe
 
 
 QUESTIONS = {  # task -> the question its prompts ask
@@ -40,6 +40,7 @@ QUESTIONS = {  # task -> the question its prompts ask
 GENERIC_QUESTION = "Which label fits this text?"
 ROLES = ("system", "user", "assistant")
 MESSAGE = list[dict[str, str]]
+SHAPE = "instruction data for task_type='causal-lm'"  # what else instruction tuning trains on, for messages
 FEATURES = datasets.Features(
     {
         "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
@@ -49,17 +50,12 @@ FEATURES = datasets.Features(
 
 
 @dataclass
-class InstructionData:
+class InstructionData(PairData):
     """Splits ``train``/``validation``/``test`` with the columns ``prompt`` (messages) and ``completion`` (str).
 
     ``label_names``: the answers of a classification task rendered as instructions ([] for free-text data).
     """
 
-    name: str
-    splits: datasets.DatasetDict
-    label_names: list[str] = field(default_factory=list)
-    description: str = ""
-    source: str = ""
     kind: str = "causal-lm"
 
 
@@ -76,74 +72,14 @@ def render_prompt(task: str, labels: Sequence[str], text: str, pair: str | None 
 def load_instructions(task: str, **options: Any) -> InstructionData:
     """Instruction data for ``task`` with the options of :func:`~hf_adapter_kit.data.load_task` (``train_file``,
     ``text_column``, ``max_train_samples``, ``seed``...); see the module docstring."""
-    train_file = options.get("train_file")
-    if train_file is None and Path(task).is_file():
-        train_file = task
-    if train_file is not None:
-        probe = read_file("train_file", train_file, _columns(options))
-        if "messages" in probe or {"prompt", "completion"} <= set(probe):
-            return _instruction_files(task, {**options, "train_file": train_file})
-    return _from_classification(task, options)
-
-
-def _columns(options: dict[str, Any]) -> dict[str, str | None]:
-    return {"text_column": options.get("text_column", "text"), "text_pair_column": options.get("text_pair_column")}
-
-
-def _from_classification(task: str, options: dict[str, Any]) -> InstructionData:
-    from .tasks import load_task
-
-    data = load_task(task, **options)
-    if data.kind != "sequence":
-        raise invalid(
-            "task",
-            task,
-            "a text-classification task or instruction data for task_type='causal-lm'; this one is token "
-            "classification, which has no instruction form.",
-        )
-    labels = data.label_names
-
-    def render(batch):
-        pairs = batch.get("text_pair") or [None] * len(batch["text"])
-        return {
-            "prompt": [render_prompt(data.name, labels, t, p) for t, p in zip(batch["text"], pairs, strict=True)],
-            "completion": [labels[i] for i in batch["label"]],
-        }
-
-    columns = data.splits["train"].column_names
-    splits = data.splits.map(render, batched=True, remove_columns=columns, features=FEATURES, desc="Rendering")
-    description = f"{data.description}, as instructions"
-    return InstructionData(data.name, splits, list(labels), description, data.source)
-
-
-def _instruction_files(task: str, options: dict[str, Any]) -> InstructionData:
-    from .tasks import _carve, _check_options, _check_positive
-
-    files = {split: options.get(f"{split}_file") for split in SPLITS}
-    caps = {"train": options.get("max_train_samples")}
-    caps["validation"] = caps["test"] = options.get("max_eval_samples")
-    seed = options.get("seed", 42)
-    _check_options(task, files["train"], files["validation"], files["test"], caps["train"], caps["test"], seed)
-    sizes = {split: options.get(f"{split}_size") for split in ("validation", "test")}
-    for split, value in sizes.items():
-        if value is not None:
-            _check_positive(f"{split}_size", value, "or None")
-    tables = {
-        split: _examples(f"{split}_file", file, read_file(f"{split}_file", file, _columns(options)))
-        for split, file in files.items()
-        if file is not None
-    }
-    tables = _carve(tables, seed, sizes, f"`train_file`={str(files['train'])!r}")
-    splits = datasets.DatasetDict(
-        {
-            split: datasets.Dataset.from_dict(
-                {k: v[: caps[split]] for k, v in tables[split].items()}, features=FEATURES
-            )
-            for split in SPLITS
-        }
+    train_file, found = probe(task, options)
+    if "messages" in found or {"prompt", "completion"} <= found:
+        name, splits, source = from_files(task, {**options, "train_file": train_file}, _examples, FEATURES)
+        return InstructionData(name, splits, [], f"Instructions from {Path(source).name}", source)
+    data, splits = from_classification(task, options, render_prompt, FEATURES, SHAPE)
+    return InstructionData(
+        data.name, splits, list(data.label_names), f"{data.description}, as instructions", data.source
     )
-    name = task if task and not Path(task).is_file() else Path(files["train"]).stem
-    return InstructionData(name, splits, [], f"Instructions from {Path(files['train']).name}", str(files["train"]))
 
 
 def _examples(argument: str, path: str, table: Table) -> Table:
@@ -161,8 +97,6 @@ def _examples(argument: str, path: str, table: Table) -> Table:
             f"{where} has the columns {sorted(table)}; instruction data needs `messages`, or `prompt` and "
             "`completion` (TRL's names)."
         )
-    if not pairs:
-        raise AdapterKitError(f"{where} holds no examples.")
     return {"prompt": [p for p, _ in pairs], "completion": [c for _, c in pairs]}
 
 

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 from transformers import logging as hf_logging
 
 from ..errors import AdapterKitError
-from ..kinds import get_kind
+from ..kinds import GENERATIVE, get_kind
 from ..llm.embedded import EMBEDDED_LLMS, embedded_llm_folder
 
 
@@ -89,13 +89,13 @@ def load_base_model(
     trust_remote_code: bool = False,
 ) -> PreTrainedModel:
     """A model with a new head for ``label_names``: ``AutoModelForSequenceClassification`` for ``kind="sequence"``,
-    ``AutoModelForTokenClassification`` for ``kind="token"``; for ``kind="causal-lm"`` the decoder with its own
-    language-modelling head (``label_names`` unused). The model keeps its Hub id as name."""
+    ``AutoModelForTokenClassification`` for ``kind="token"``; for a generative kind (``"causal-lm"``, ``"seq2seq-lm"``)
+    the model with its own language-modelling head (``label_names`` unused). The model keeps its Hub id as name."""
     auto_class = get_kind(kind).auto_class
     path = resolve_model_path(model_name_or_path)
     labels = (
         {}
-        if kind == "causal-lm"
+        if kind in GENERATIVE
         else {
             "num_labels": len(label_names),
             "id2label": dict(enumerate(label_names)),

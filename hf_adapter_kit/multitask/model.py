@@ -38,6 +38,7 @@ from ..folders import (
 from ..kinds import CLASSIFICATION
 from ..modeling import resolve_model_path
 from ..modeling.checkpointing import enable, pretrained_inside
+from ..modeling.families import is_decoder
 from ..registry import get_method, names_where
 from ..routing import check_tasks, resolve_task_ids
 
@@ -96,7 +97,7 @@ class MultiTaskModel(nn.Module):
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, spec.num_labels) for name, spec in heads.items()})
-        self.decoder = encoder.config.model_type in {"gpt2", "llama"}
+        self.decoder = is_decoder(encoder.config)  # a sequence head reads a decoder's last token
 
     @property
     def config(self):  # what the Trainer and the kit read from a model

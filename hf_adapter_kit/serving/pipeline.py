@@ -15,7 +15,7 @@ from ..kinds import SERVED_PIPELINES, get_kind
 from ..modeling import load_tokenizer
 from ..multitask import MultiTaskModel
 from .loading import from_pretrained
-from .pipelines import TaskTextGenerationPipeline, multitask_pipeline
+from .pipelines import ROUTED_GENERATION, multitask_pipeline
 
 
 def _transformers_own() -> Any:
@@ -45,9 +45,12 @@ def pipeline(
     is served by :mod:`hf_adapter_kit.pipelines`: ``task_ids`` picks the task for the pipeline (text
     classification also takes it per call and per input), and pipelines built on one loaded model share it. An
     adapter trained with ``task_type="causal-lm"`` is served by ``"text-generation"`` (chat messages or text in,
-    generation with the KV cache). ``merge=True`` (a LoRA adapter's folder or repo id): LoRA folded into the base
-    weights, which then serve at the base model's speed.
-    ``task`` unset: the adapter's own (text classification, token classification or text generation).
+    generation with the KV cache), one trained with ``task_type="seq2seq-lm"`` by ``"text2text-generation"`` (the
+    encoder's input text in); a multi-task one takes ``task_ids`` when built, per call or per input.
+    ``merge=True`` (a LoRA adapter's folder or repo id): LoRA folded into the base weights, which then serve at the
+    base model's speed.
+    ``task`` unset: the adapter's own (text classification, token classification, text generation or
+    text-to-text generation).
     ``kwargs`` go to ``transformers.pipeline`` (``device``, ``top_k``, ``aggregation_strategy``, ``batch_size``...).
     """
     if task is not None and task not in SERVED_PIPELINES:
@@ -86,7 +89,7 @@ def pipeline(
     if task not in serves:
         raise invalid("task", task, f"one of {list(serves)}: the pipelines of this adapter's {meta.kind!r} head.")
     base = merge_adapter(model) if merge else get_backend(meta.backend).base_model(model)
-    if meta.tasks:  # a multi-task instruction-tuned adapter
+    if meta.tasks:  # a multi-task generative adapter (causal-lm or seq2seq-lm)
         tasks = [t["name"] for t in meta.tasks]
-        kwargs.update(pipeline_class=TaskTextGenerationPipeline, tasks=tasks, task_ids=task_ids)
+        kwargs.update(pipeline_class=ROUTED_GENERATION[task], tasks=tasks, task_ids=task_ids)
     return original_pipeline(task, model=base.eval(), tokenizer=tokenizer, **kwargs)

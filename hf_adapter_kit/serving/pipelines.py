@@ -7,9 +7,10 @@
   (``top_k``, ``function_to_apply``), computed over the task's own labels.
 - Token classification: transformers' ``TokenClassificationPipeline`` (its ``aggregation_strategy`` and all) over
   :meth:`MultiTaskModel.task_model`, one task per pipeline.
-- Text generation with a multi-task instruction-tuned adapter (``task_type="causal-lm"``, ``tasks=[...]``):
-  :class:`TaskTextGenerationPipeline`, transformers' ``TextGenerationPipeline`` whose generation runs in the kit's
-  task context; the task is picked when the pipeline is built or per call (one task per call).
+- Generation with a multi-task generative adapter (``tasks=[...]``): :class:`TaskTextGenerationPipeline`
+  (``task_type="causal-lm"``) and :class:`TaskText2TextGenerationPipeline` (``task_type="seq2seq-lm"``),
+  transformers' ``TextGenerationPipeline`` and ``Text2TextGenerationPipeline`` whose generation runs in the kit's task
+  context; the task is picked when the pipeline is built, per call or per input.
 
 Pipelines built on the same model share it: nothing is copied or reloaded, and a task added to a Hyperformer++
 model (:meth:`MultiTaskModel.add_task`) is served by the text pipelines already built.
@@ -22,7 +23,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from transformers import TextClassificationPipeline, TextGenerationPipeline, TokenClassificationPipeline
+from transformers import (
+    Text2TextGenerationPipeline,
+    TextClassificationPipeline,
+    TextGenerationPipeline,
+    TokenClassificationPipeline,
+)
 
 from ..errors import invalid
 from ..kinds import get_kind
@@ -116,12 +122,12 @@ class TaskTokenClassificationPipeline(TokenClassificationPipeline):
             raise invalid("model", type(self.model).__name__, "a token task of a MultiTaskModel (task_model(name)).")
 
 
-class TaskTextGenerationPipeline(TextGenerationPipeline):
-    """``TextGenerationPipeline`` over a causal LM with a multi-task adapter: ``task_ids`` (a task name or its index)
-    when the pipeline is built or per call, or per input (a list as long as the inputs); each generation runs in
-    :func:`task_context` for its task, which the adapter's layers read at every decoding step (the KV cache and all
-    of ``generate`` as usual). Inputs of several tasks are generated one task at a time, in batches of one task, and
-    returned in their order."""
+class TaskRoutedGeneration:
+    """A transformers generation pipeline over a model with a multi-task adapter (a mixin before the pipeline class):
+    ``task_ids`` (a task name or its index) when the pipeline is built or per call, or per input (a list as long as
+    the inputs); each generation runs in :func:`task_context` for its task, which the adapter's layers read in every
+    forward pass of ``generate`` (an encoder-decoder's encoder pass, every decoding step, the KV cache as usual).
+    Inputs of several tasks are generated one task at a time, in batches of one task, and returned in their order."""
 
     def __init__(self, *args, tasks: list[str], task_ids: Any = None, **kwargs):
         self.tasks = list(tasks)
@@ -173,6 +179,24 @@ class TaskTextGenerationPipeline(TextGenerationPipeline):
             return super()._forward(model_inputs, **generate_kwargs)
 
 
+class TaskTextGenerationPipeline(TaskRoutedGeneration, TextGenerationPipeline):
+    """``TextGenerationPipeline`` over a causal LM with a multi-task adapter (``task_type="causal-lm"``): chat
+    messages or text in, routed by ``task_ids`` (:class:`TaskRoutedGeneration`)."""
+
+
+class TaskText2TextGenerationPipeline(TaskRoutedGeneration, Text2TextGenerationPipeline):
+    """``Text2TextGenerationPipeline`` over an encoder-decoder with a multi-task adapter (``task_type="seq2seq-lm"``):
+    the encoder's input text in (with its task prefix, as the adapter was trained), routed by ``task_ids``
+    (:class:`TaskRoutedGeneration`)."""
+
+
+# transformers' pipeline name -> the task-routed pipeline a multi-task generative adapter is served by
+ROUTED_GENERATION = {
+    "text-generation": TaskTextGenerationPipeline,
+    "text2text-generation": TaskText2TextGenerationPipeline,
+}
+
+
 def multitask_pipeline(task: str, model: MultiTaskModel, tokenizer, task_ids: Any, make, **kwargs):
     """The pipeline for ``task`` over ``model``; ``make`` is transformers' ``pipeline`` function."""
     if task in TOKEN_PIPELINES:
@@ -192,7 +216,10 @@ def multitask_pipeline(task: str, model: MultiTaskModel, tokenizer, task_ids: An
 
 
 __all__ = [
+    "ROUTED_GENERATION",
     "MultiTaskTextClassificationPipeline",
+    "TaskRoutedGeneration",
+    "TaskText2TextGenerationPipeline",
     "TaskTextGenerationPipeline",
     "TaskTokenClassificationPipeline",
     "multitask_pipeline",

@@ -18,6 +18,7 @@ update equals them.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,6 @@ from torch import nn
 from ...errors import AdapterKitError, invalid
 from ...registry import names_where
 from . import checks, placement
-from .passes import untrack_passes
 from .weights import adapter_dtype
 
 
@@ -64,6 +64,22 @@ class KitPeftConfig(PeftConfig):
     target_modules: list[str] | str | None = field(
         default=None, metadata={"help": "Filled by the kit from the architecture and `positions`."}
     )
+    places: dict[str, str | list[str]] | None = field(
+        default=None,
+        metadata={
+            "help": "Where each position's adapter goes, for a model family the kit has no placement for: position -> "
+            "the module whose output the adapter changes, relative to a block (or a list of names, one per kind of "
+            "block), e.g. {'attention': 'self_attn.o_proj', 'ffn': 'mlp.down_proj'}. Default: the kit's table, or "
+            "what the model's module tree shows."
+        },
+    )
+    block_inputs: dict[str, str | list[str]] | None = field(
+        default=None,
+        metadata={
+            "help": "For parallel adapters: position -> the module whose input is the sub-block's input, relative to "
+            "a block. Default: the first projection beside the place."
+        },
+    )
     modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "Modules trained and saved in full (the task head)."}
     )
@@ -83,6 +99,8 @@ class KitPeftConfig(PeftConfig):
             raise invalid("reduction_factor", self.reduction_factor, "a number > 0.")
         checks.activation("non_linearity", self.non_linearity)
         self.positions = checks.positions(self.positions)
+        placement.check_places("places", self.places)
+        placement.check_places("block_inputs", self.block_inputs)
         if not isinstance(self.init_weights, bool):
             raise invalid("init_weights", self.init_weights, "True (identity start) or False (random start).")
 
@@ -116,7 +134,9 @@ class KitLayer(nn.Module, BaseTunerLayer):
         self.layer_index, self.position = layer_index, position
         self.kit_options: dict[str, KitPeftConfig] = {}
         self.merged_adapters: list[str] = []
-        self.in_features, self.out_features = _get_in_out_features(base_layer)
+        with warnings.catch_warnings():  # a mixture-of-experts block, placed whole, is no layer type PEFT knows
+            warnings.filterwarnings("ignore", "Unsupported layer type", UserWarning)
+            self.in_features, self.out_features = _get_in_out_features(base_layer)
         self._block_input: torch.Tensor | None = None
         # A bound method (not a closure) as the hook, so that copy.deepcopy of the model points the copy's hook at
         # the copied layer; the sub-block is kept in a list so that it is not registered as a child module.
@@ -128,6 +148,7 @@ class KitLayer(nn.Module, BaseTunerLayer):
     def update_layer(self, adapter_name: str, config: KitPeftConfig, hidden_size: int, **shared: Any) -> None:
         self.kit_options[adapter_name] = config
         self.create(adapter_name, config, hidden_size, **shared)
+        self.train(self.base_layer.training)  # the new modules take the model's mode (eval, when added to a server)
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters)
 
@@ -146,9 +167,11 @@ class KitLayer(nn.Module, BaseTunerLayer):
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         block_input = self.__dict__.get("_block_input")
         self.__dict__["_block_input"] = None
-        result = self.base_layer(x, *args, **kwargs)
+        output = self.base_layer(x, *args, **kwargs)
         if self.disable_adapters:
-            return result
+            return output
+        # a mixture-of-experts block (placed whole) returns (hidden states, router logits): adapt the hidden states
+        result = output[0] if isinstance(output, tuple) else output
         source = result
         if self.reads_block_input:
             source = x if block_input is None else block_input
@@ -159,7 +182,7 @@ class KitLayer(nn.Module, BaseTunerLayer):
         for i, name in enumerate(names):
             source_in_dtype = self._cast_input_dtype(source, self.compute_dtype(name))
             result = self.add_delta(name, source_in_dtype, result, overwrite=owned and i == len(names) - 1)
-        return result
+        return (result, *output[1:]) if isinstance(output, tuple) else result
 
     def add_delta(
         self, adapter_name: str, source: torch.Tensor, result: torch.Tensor, overwrite: bool = False
@@ -219,9 +242,9 @@ class KitTuner(BaseTuner):
         return key
 
     def _prepare_adapter_config(self, peft_config: KitPeftConfig, model_config: dict) -> KitPeftConfig:
-        model_type = model_config.get("model_type")
-        placement.check_model_type(model_type, peft_config.method)
-        peft_config.target_modules = placement.target_pattern(model_type, peft_config.positions)
+        # the places are found in the model itself (PEFT has set `self.model` by now), before anything is changed
+        self._placement = placement.resolve(self.model, peft_config, self.tuner_layer_cls.reads_block_input)
+        peft_config.target_modules = self._placement.pattern
         return peft_config
 
     def _prepare_model(self, peft_config: KitPeftConfig, model: nn.Module) -> None:
@@ -239,11 +262,16 @@ class KitTuner(BaseTuner):
         self, peft_config, adapter_name, target, target_name, parent, current_key, parameter_name=None
     ) -> None:
         config = self.model.config
-        layer_index, position, block_input_name = placement.locate(config.model_type, current_key)
+        found = getattr(self, "_placement", None)
+        if found is None or found.pattern != peft_config.target_modules:
+            found = placement.resolve(self.model, peft_config, self.tuner_layer_cls.reads_block_input)
+        layer_index, position, block_input_name = found.locate(current_key)
         shared = self.shared_modules(adapter_name, peft_config)
         if not isinstance(target, self.tuner_layer_cls):
             block_input = (
-                self.model.get_submodule(block_input_name) if self.tuner_layer_cls.reads_block_input else None
+                self.model.get_submodule(block_input_name)
+                if self.tuner_layer_cls.reads_block_input and block_input_name is not None
+                else None
             )
             new = self.tuner_layer_cls(target, layer_index, position, block_input)
             new.update_layer(adapter_name, peft_config, config.hidden_size, **shared)
@@ -263,7 +291,6 @@ class KitTuner(BaseTuner):
         model = super()._unload_and_optionally_merge(False, progressbar, safe_merge, adapter_names)
         for layer in layers:
             layer.remove_hook()
-        untrack_passes(model)
         return model
 
     def merge_adapter(self, adapter_names=None, safe_merge: bool = False) -> None:
