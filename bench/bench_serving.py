@@ -2,7 +2,7 @@
 
 What is timed: one forward pass of the embedded all-MiniLM-L6-v2 encoder (``AutoModel``, eval mode,
 ``torch.inference_mode()``) over a batch of ``--batch-size`` real tweets padded to the longest (at most
-``--max-length`` tokens), for N = ``--tasks`` tasks. In the mixed batch every example has a task drawn at random
+``--max-length`` tokens; ``--length L``: exactly L tokens each), for N = ``--tasks`` tasks. In the mixed batch every example has a task drawn at random
 (seeded) from the N, anew for every pass (a server's traffic, not one batch over and over: a cache of recent tasks
 is not flattered); in the one-task batch all examples have the first task. Every task is served once before timing
 (steady state). Side by side, for each N:
@@ -70,6 +70,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed passes per variant first")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument(
+        "--length",
+        type=int,
+        help="every example exactly this many tokens (tweets cut or padded; the pads are computed, as a padded batch's "
+        "are): the input length a server gets, from short queries to long texts; default: padded to the longest tweet",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory measurement")
@@ -99,7 +105,10 @@ def batch(args: argparse.Namespace) -> dict:
 
     texts = kit.load_task("tweets-3way").splits["test"]["text"][: args.batch_size]
     tokenizer = load_tokenizer(DEFAULT_MODEL)
-    inputs = tokenizer(texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
+    if args.length is not None:
+        inputs = tokenizer(texts, padding="max_length", truncation=True, max_length=args.length, return_tensors="pt")
+    else:
+        inputs = tokenizer(texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
     return {k: v.to(args.device) for k, v in inputs.items()}
 
 

@@ -57,7 +57,7 @@ def resolve_task_ids(
     if task_ids is None:
         if len(tasks) == 1:
             return torch.zeros(batch_size, dtype=torch.long, device=device)
-        raise invalid("task_ids", None, f"this adapter serves {len(tasks)} tasks; pass one {allowed} per example.")
+        raise invalid("task_ids", None, f"this adapter serves {len(tasks)} tasks; pass, per example, {allowed}.")
     if isinstance(task_ids, int | str) and not isinstance(task_ids, bool):
         task_ids = [task_ids] * batch_size
     if isinstance(task_ids, torch.Tensor):

@@ -326,3 +326,51 @@ def tiny_seq2seq_dirs(tmp_path_factory, embedded_path) -> dict[str, str]:
         tokenizer.save_pretrained(folder)
         folders[name] = str(folder)
     return folders
+
+
+# -- tiny decoders of other families with a chat template (tests/test_llm_families.py, tests/test_trl.py) -----------
+CHAT_FAMILIES = ("qwen3", "gemma3_text", "mistral", "phi3")
+
+
+def chatml_tokenizer(embedded_path: str):
+    """The embedded model's WordPiece tokenizer plus the two ChatML tokens, with :data:`CHAT_TEMPLATE`; its eos is
+    ``<|im_end|>``, the token that ends every turn (as ``tiny_llm_dir``'s)."""
+    tokenizer = AutoTokenizer.from_pretrained(embedded_path)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def chat_llm_dir(tmp_path_factory, embedded_path):
+    """``chat_llm_dir(family)``: a folder with a tiny random causal LM of that family (``family_config``'s shape, the
+    family's own defaults otherwise, e.g. Gemma 3's tied embeddings) and :func:`chatml_tokenizer`, as ``tiny_llm_dir``
+    is for Llama; built once per session, on first use."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tokenizer = chatml_tokenizer(embedded_path)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    shape = dict(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=130,  # prompts of up to 64 tokens and their answers
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos,
+        bos_token_id=None,
+        initializer_range=0.2,
+    )
+    built: dict[str, str] = {}
+
+    def make(family: str) -> str:
+        if family not in built:
+            config = AutoConfig.for_model(family, **{**FAMILY_SHAPE, **FAMILY_OPTIONS[family], **shape})
+            folder = tmp_path_factory.mktemp(f"tiny-chat-{family}")
+            torch.manual_seed(0)
+            model = AutoModelForCausalLM.from_config(config)
+            model.generation_config.eos_token_id, model.generation_config.pad_token_id = eos, tokenizer.pad_token_id
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            built[family] = str(folder)
+        return built[family]
+
+    return make

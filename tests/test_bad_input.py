@@ -54,7 +54,7 @@ def _nothing_may_load(monkeypatch) -> None:
     def loaded(*args, **kwargs):
         raise AssertionError("the run went on to load the model or data before refusing the bad input")
 
-    monkeypatch.setattr(run, "resolve_model_path", loaded)
+    monkeypatch.setattr(run, "load_config", loaded)
     monkeypatch.setattr(run, "choose_strategy", loaded)
 
 

@@ -26,7 +26,7 @@ from adapters.wrappers.interfaces import get_adapter_interface
 from adapters.wrappers.model import get_module_name
 from transformers import PreTrainedModel
 
-from ..errors import AdapterKitError
+from ..errors import AdapterKitError, invalid
 from ..logs import quiet_adapter_activation
 from ..modeling import families, head_prefixes, lm_head_only
 from ..patches.adapters_speedups import pass_cache_on
@@ -44,6 +44,21 @@ class AdaptersBackend(Backend):
         self.attach_encoder(model, config, adapter_name)  # the adapter as on a bare encoder, then the head trains
         set_trainable(model, _trained_heads(model))
         return _in_base_dtype(model, adapter_name)
+
+    def check_config(self, config: Any, model_config: Any) -> None:
+        """A family ``adapters`` runs through an interface (the kit's, or one it ships) takes the methods the
+        interface lists: another (LoRA on Phi-3) is refused here, naming the backend that runs it."""
+        methods = _interface_methods(getattr(model_config, "model_type", None))
+        kit = method_of_config(config) is not None  # the kit's methods go where bottleneck adapters go
+        wanted = "bottleneck" if kit else getattr(config, "architecture", None)
+        if methods is not None and wanted is not None and wanted not in methods:
+            spec = method_of_config(config)
+            raise invalid(
+                "backend",
+                "adapters",
+                f"'peft' for this method on model_type {model_config.model_type!r}: adapters runs "
+                f"{', '.join(methods)} adapters on it (through an interface), not {spec.name if spec else wanted!r}.",
+            )
 
     def attach_encoder(self, encoder: PreTrainedModel, config: Any, adapter_name: str) -> PreTrainedModel:
         check_fits(config, encoder)
@@ -144,6 +159,17 @@ class AcceptsKitMethods(list):
     def __contains__(self, method: object) -> bool:
         kit = {spec.adapters.architecture for spec in list_specs() if spec.adapters is not None}
         return super().__contains__(method) or (method in kit and super().__contains__("bottleneck"))
+
+
+def _interface_methods(model_type: str | None) -> list[str] | None:
+    """The adapter methods of the interface ``adapters`` runs the family through; ``None`` where it has model classes
+    (every method) or knows nothing of the family (refused when the model is attached)."""
+    row = families.get_family(model_type)
+    fields = families.interface_fields(row) if row is not None else None
+    shipped = get_adapter_interface(model_type) if model_type else None
+    if fields is None and shipped is not None:
+        fields = asdict(shipped)
+    return list(fields["adapter_methods"]) if fields is not None else None
 
 
 def _has_model_classes(model_type: str | None) -> bool:

@@ -45,6 +45,10 @@ class Backend:
         """Load a checkpoint written by ``save`` into a model that already has the adapter attached."""
         raise NotImplementedError
 
+    def check_config(self, config: Any, model_config: Any) -> None:
+        """Refuse, before the model loads, a config this library cannot put on a model of ``model_config``'s family
+        (the library would say so only once the model is loaded, measured and touched)."""
+
     def attach_encoder(self, encoder: PreTrainedModel, config: Any, adapter_name: str) -> torch.nn.Module:
         raise invalid("backend", self.name, "'adapters' or 'peft' for a multi-task adapter.")
 

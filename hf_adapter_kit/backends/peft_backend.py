@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import peft
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as LORA_TARGETS
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
-from ..errors import AdapterKitError
+from ..errors import AdapterKitError, invalid
 from ..kinds import CLASSIFICATION, ENCODER_TASK_TYPE, get_kind
 from ..modeling import head_prefixes
 from .base import Backend, check_fits
@@ -38,6 +39,18 @@ class PeftBackend(Backend):
         check_fits(config, model)
         for_kind(config, kind, model)
         return _dedupe_modules_to_save(peft.get_peft_model(model, config, adapter_name=PEFT_ADAPTER_NAME))
+
+    def check_config(self, config: Any, model_config: Any) -> None:
+        """LoRA without ``target_modules`` takes PEFT's targets for the model's family, which PEFT lacks for some
+        (Phi-3): refused here, naming the option, instead of by PEFT once the model is loaded."""
+        model_type = getattr(model_config, "model_type", None)
+        if isinstance(config, peft.LoraConfig) and config.target_modules is None and model_type not in LORA_TARGETS:
+            raise invalid(
+                "target_modules",
+                None,
+                f"a list of the modules LoRA adapts: PEFT has no default LoRA targets for model_type {model_type!r}; "
+                "give them (method_options, or --target_modules), e.g. 'all-linear', or the projections' names.",
+            )
 
     def attach_encoder(self, encoder: PreTrainedModel, config: Any, adapter_name: str) -> peft.PeftModel:
         check_fits(config, encoder)

@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from ..backends.files import ADAPTER_CONFIG, PEFT_WEIGHTS
 from ..errors import AdapterKitError
+from ..kinds import GENERATIVE, KINDS
 from ..registry import list_specs
 from .meta import AdapterMeta
 
@@ -36,15 +37,27 @@ def infer_meta(directory: Path) -> AdapterMeta:
 
 
 def method_of_foreign(library: str, config: dict, directory: Path) -> str:
-    """The kit method whose spec recognises ``config`` (a plain ``library`` folder's adapter config)."""
-    found = [spec.name for spec in list_specs() if spec.reads_foreign.get(library, _never)(config)]
+    """The kit method that recognises ``config`` (a plain ``library`` folder's adapter config): its spec's
+    ``reads_foreign`` predicate, or, for a method the kit added to PEFT, its own PEFT type (a folder PEFT or TRL wrote
+    with a kit config)."""
+    found = [spec.name for spec in list_specs() if _recognises(spec, library, config)]
     if len(found) != 1:
-        known = [spec.name for spec in list_specs() if library in spec.reads_foreign]
+        known = [spec.name for spec in list_specs() if library in spec.reads_foreign or _kit_peft(spec, library)]
         what = f"peft_type={config.get('peft_type')!r}" if library == "peft" else f"this adapters config {config}"
         raise AdapterKitError(
             f"{directory}: {what} is not a method the kit loads from a plain {library} folder; it loads {known}."
         )
     return found[0]
+
+
+def _kit_peft(spec, library: str) -> bool:
+    return library == "peft" and spec.peft is not None
+
+
+def _recognises(spec, library: str, config: dict) -> bool:
+    if _kit_peft(spec, library) and config.get("peft_type") == spec.peft.peft_type:
+        return config.get("method", spec.name) == spec.name  # one PEFT type may serve several methods (bottleneck)
+    return spec.reads_foreign.get(library, _never)(config)
 
 
 def _never(config: dict) -> bool:
@@ -53,13 +66,25 @@ def _never(config: dict) -> bool:
 
 def _peft_meta(directory: Path, config: dict) -> AdapterMeta:
     method = method_of_foreign("peft", config, directory)
-    num_labels = _head_outputs(directory / PEFT_WEIGHTS)
+    kinds = {kind.peft_task_type: name for name, kind in KINDS.items()}
+    task_type = str(config.get("task_type") or "SEQ_CLS").removeprefix("TaskType.")
+    if task_type not in kinds:
+        raise AdapterKitError(
+            f"{directory}: task_type={task_type!r} is not one the kit serves from a plain PEFT folder; it serves "
+            f"{sorted(kinds)} (a multi-task encoder's heads are the kit's own: load it from the kit's folder)."
+        )
+    kind = kinds[task_type]
+    generative = kind in GENERATIVE
+    labels = [] if generative else [f"LABEL_{i}" for i in range(_head_outputs(directory / PEFT_WEIGHTS))]
+    tasks = config.get("tasks") or []
     return AdapterMeta(
         method=method,
         backend="peft",
         adapter_name="default",
         base_model=config.get("base_model_name_or_path") or "",
-        label_names=[f"LABEL_{i}" for i in range(num_labels)],
+        label_names=labels,
+        kind=kind,
+        tasks=[{"name": name, "label_names": []} for name in tasks] if generative and len(tasks) > 1 else [],
     )
 
 

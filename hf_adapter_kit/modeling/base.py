@@ -58,6 +58,21 @@ def resolve_model_path(model_name_or_path: str) -> str:
     return model_name_or_path
 
 
+def load_config(model_name_or_path: str, trust_remote_code: bool = False):
+    """The model's config, read before its weights (checks that need only the family); a bad name or path is
+    refused as :func:`resolve_model_path` refuses it; ``None`` when the config cannot be read (offline, remote code),
+    which :func:`load_base_model` then reports."""
+    path = resolve_model_path(model_name_or_path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def looks_like_path(name: str) -> bool:
     # A Hub id is "name" or "org/name"; anything else that does not exist locally is a mistyped path.
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name

@@ -6,7 +6,7 @@
 2. backend: the method and its backend, then the strategy's own checks;
 3. config: the method's config;
 4. output dir: checked, not yet made;
-5. model path: checked;
+5. model path: checked, and the method against the model's family (its config, no weights yet);
 6. checkpoint: the one to resume from (``checkpoints.py``);
 7. data, and the best-model metric once the kind is known (``best_metric.py``);
 8. tokenizer, and the encoded splits;
@@ -32,8 +32,9 @@ from typing import Any
 
 from transformers import set_seed
 
+from ..backends import get_backend
 from ..folders import attach_meta, check_output_dir
-from ..modeling import resolve_model_path
+from ..modeling import load_config
 from ..registry import resolve_backend
 from .args import ARGUMENT_CLASSES, DataArguments, KitTrainingArguments, MethodArguments, ModelArguments, split_kwargs
 from .checkpoints import resolve_checkpoint, resumable_on_ctrl_c
@@ -70,7 +71,9 @@ def run_training(
     strategy.check(spec)
     config = spec.configs[backend](**(method_args.options() | strategy.config_options()))  # 3.
     output_dir = check_output_dir(training_args.output_dir)  # 4.
-    resolve_model_path(model_args.model_name_or_path)  # 5.
+    model_config = load_config(model_args.model_name_or_path, model_args.trust_remote_code)  # 5.
+    if model_config is not None:  # what the backend can put on this family, before any weight loads
+        get_backend(backend).check_config(config, model_config)
     resume = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)  # 6.
 
     strategy.load_data()  # 7.
