@@ -8,7 +8,8 @@ The model is the embedded SmolLM2-135M-Instruct (``make setup-llm``); every meth
   (measured in every run; the same figures each time) and of the adapter, with training time, trainable parameters
   and the adapter folder's size.
 - ``speed``: every adapter attached, untrained but moved off its identity start (a timing does not depend on the
-  values), plus LoRA merged into the base (``merge_and_unload``), and the bare base model:
+  values), plus LoRA merged into the base (``merge_and_unload``), PEFT's own LoRA at its defaults
+  (``LoraConfig(task_type="CAUSAL_LM")``: r=8 on ``q_proj`` and ``v_proj``, no dropout), and the bare base model:
   - generation: one chat prompt, batch 1, greedy with the KV cache, exactly ``--new-tokens`` tokens
     (``min_new_tokens``); the time per generated token (prefill included) as a ratio to the base model's;
   - training: one optimizer step (forward, backward, AdamW) on a batch of 16 real training examples, as a ratio to
@@ -46,6 +47,7 @@ from report import machine_sentence, save
 
 METHODS = ("lora", "pfeiffer", "houlsby", "parallel", "hyperformer")
 BASE, MERGED, FULL = "base (no adapter)", "lora merged", "full fine-tuning"
+PEFT_LORA = "lora, PEFT's defaults"  # LoraConfig(task_type="CAUSAL_LM"): r=8 on q_proj and v_proj, no dropout
 BOTH_BACKENDS = ("pfeiffer", "houlsby")  # timed on their other backend too: "<method> on <backend>"
 
 
@@ -110,10 +112,23 @@ def build_variants(methods) -> tuple[dict[str, torch.nn.Module], object, list[di
                         p.add_(torch.randn_like(p) * 1e-3)
     if "lora" in methods:
         variants[MERGED] = recipe_variant_merged(variants["lora"])
+        variants[PEFT_LORA] = peft_default_lora(load())
     tokenizer = chat_tokenizer(model_args.model_name_or_path)
     data = load_instructions(data_args.task, **{**data_args.load_kwargs(), "max_train_samples": 16})
     encoded = encode_splits(data, tokenizer, model_args.max_length)["train"]
     return variants, tokenizer, [dict(row) for row in encoded.remove_columns("length")]
+
+
+def peft_default_lora(model) -> torch.nn.Module:
+    """PEFT's own LoRA as its defaults configure it, beside the recipe's: the figure a PEFT user knows."""
+    import peft
+
+    lora = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for p in lora.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 1e-3)
+    return lora
 
 
 def recipe_variant_merged(peft_model) -> torch.nn.Module:
@@ -257,7 +272,8 @@ def main() -> None:
         for method, row in measured:  # saved after every method: a long run keeps what it measured
             rows.update({method: {**row, "date": time.strftime("%Y-%m-%d %H:%M")}} if method else row)
             run = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average_end": os.getloadavg(),
-                   "wall_seconds": time.perf_counter() - start, "methods": args.methods}  # fmt: skip
+                   "wall_seconds": time.perf_counter() - start, "methods": args.methods,
+                   "machine": report["machine"]}  # fmt: skip  # each part keeps the machine it ran on
             report[part] = {"run": run, "rows": rows}
             save(report, args.output, markdown)
 

@@ -54,6 +54,13 @@ def test_bad_compare_input_is_refused_before_training(tmp_path, kwargs, match):
     assert not (tmp_path / "cmp").exists()
 
 
+def test_a_token_task_is_refused_before_training(tmp_path):
+    """compare's table is accuracy and macro F1 of whole texts: an entity task is named and refused up front."""
+    with pytest.raises(AdapterKitError, match=r"`task`='tweets-ner'.*text classification"):
+        compare("tweets-ner", methods=["head"], output_dir=str(tmp_path / "cmp"))
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_step_time_vs_full_times_real_steps_and_moves_no_weight(tiny_model_dirs, toy_files, tmp_path, monkeypatch):
     result = train(
         "pfeiffer",

@@ -140,3 +140,41 @@ def test_the_cache_keys_are_every_parameter_but_the_task_embeddings(conditional_
     shared = {id(p) for n, p in net.named_parameters() if not n.startswith("task_embeddings.")}
     assert {id(p) for p in serving.shared_params(net)} == shared
     assert len(serving.shared_params(net)) == len(shared)
+
+
+def _parallel_reference(block, hidden: torch.Tensor, ids: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The multi-task parallel adapter as its docstring writes it, one example at a time."""
+    rows = []
+    for x, task, s in zip(hidden, ids.tolist(), scale, strict=True):
+        down = block.act(x @ block.down_weight[task].T + block.down_bias[task])
+        rows.append(s * (down @ block.up_weight[task].T + block.up_bias[task]))
+    return torch.stack(rows)
+
+
+def test_the_parallel_serving_pack_follows_every_change_of_its_parameters():
+    """Without autograd a mixed batch reads one packed copy of the four stacks: an in-place change (an optimizer
+    step), a replaced parameter (a load) and a cast must each reach the next batch."""
+    from hf_adapter_kit.methods.parallel.layer import MultiTaskBottleneck
+
+    torch.manual_seed(0)
+    block = MultiTaskBottleneck(5, 16, 4, "relu", "bert")
+    perturb(block)
+    hidden, ids, scale = torch.randn(6, 3, 16), torch.tensor([0, 4, 2, 2, 1, 0]), torch.rand(6)
+    routing = Routing(ids)
+    for change in ("first", "in place", "replaced", "cast"):
+        if change == "in place":
+            with torch.no_grad():
+                block.up_weight.add_(0.5)
+        elif change == "replaced":
+            block.down_bias = nn.Parameter(torch.randn(5, 4))
+        elif change == "cast":
+            block.double()
+            hidden, scale = hidden.double(), scale.double()
+        with torch.no_grad():
+            served = block(hidden, routing, scale)
+            expected = _parallel_reference(block, hidden, ids, scale)
+        torch.testing.assert_close(served, expected, msg=f"after {change}")
+    with torch.inference_mode():  # serving under inference mode, into a tensor it may overwrite
+        into = torch.randn(6, 3, 16, dtype=torch.float64)
+        expected = into + _parallel_reference(block, hidden, ids, scale)
+        torch.testing.assert_close(block(hidden, routing, scale, into=into, overwrite=True), expected)

@@ -585,8 +585,13 @@ def test_every_checkpoint_names_its_real_folder_as_the_best(tiny_model_dirs, dat
 
 # -- Ctrl-C: one line that says where to resume from; the resume is exact -----------------------------------------
 CTRL_C_CHILD = """
+import signal
 import sys
 from pathlib import Path
+
+# Python raises KeyboardInterrupt on SIGINT only if SIGINT was not ignored when it started, and a shell ignores it
+# for the jobs it starts in the background (`nohup make test &`): the child takes the terminal's disposition back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from tests.test_reliability import stop_here
 from hf_adapter_kit.training.trainer import KitTrainer
 from hf_adapter_kit.commands.cli import main

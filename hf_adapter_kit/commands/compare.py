@@ -8,7 +8,7 @@ adapter folder's size, and inference latency relative to the base model without 
 timed interleaved with the base model, medians).
 
 Step time relative to full fine-tuning is measured inside each child too, not across children: a shared machine's
-speed drifts between processes (up to 2x was seen on the development VM). After training, the child alternates an
+speed drifts between processes (docs/benchmarks.md says by how much). After training, the child alternates an
 optimizer step of the trained model with one of a fresh full fine-tuning model of the same base, on the same
 training batches, and reports the median of the per-batch ratios. Its optimizers run at learning rate 0, so the
 trained adapter is left as it was saved. Written to ``compare.json``, ``compare.md`` and ``compare.png`` (accuracy
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import clear_staging, write_file
+from ..data.embedded import EMBEDDED_TASKS
 from ..errors import AdapterKitError, invalid
 from ..folders import check_output_dir
 from ..modeling import load_base_model
@@ -54,6 +55,10 @@ def compare(
         raise invalid("methods", methods, "a non-empty list of distinct method names.")
     for name in methods:
         get_method(name)  # unknown names fail here, naming the allowed ones
+    if task in EMBEDDED_TASKS and EMBEDDED_TASKS[task].kind != "sequence":
+        text_tasks = [name for name, spec in EMBEDDED_TASKS.items() if spec.kind == "sequence"]
+        raise invalid("task", task, f"compare measures text classification (accuracy, macro F1): one of {text_tasks} "
+                      "or your own file; train a token task with `train` per method.")  # fmt: skip
     for key in ("method", "task", "output_dir", "tasks"):
         if key in train_kwargs:
             raise invalid(key, train_kwargs[key], "set by compare itself; give `task`, `methods` and `output_dir`.")

@@ -29,8 +29,7 @@ from .config import LN_EPS
 
 
 # From this many rows (tokens x examples) on, the folded layer norm beats F.layer_norm on the activations; below it,
-# F.layer_norm's one op beats the folded form's dozen (on the 2-core CPU, d=576: 6 vs 24 us for one row, 76 vs 69
-# for 256).
+# F.layer_norm's one op beats the folded form's dozen (docs/benchmarks.md, "Serving many tasks", has the timings).
 FOLD_FROM_ROWS = 128
 
 

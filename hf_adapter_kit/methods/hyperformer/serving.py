@@ -9,7 +9,7 @@ same outputs (tests/test_hyperformer_bank.py holds it to the paper's adapter) fr
   cast is seen; ``train()`` empties it). A one-task batch runs on views of its row, a mixed batch gathers each
   example's row in one op and runs one batched matmul per projection, with no generation at all;
 - its budget: the bank holds every task when they fit in ``net.cache_bytes`` (:data:`CACHE_BYTES` by default;
-  :func:`task_bytes` per task, 498 KB for the embedded MiniLM), else its rows go to the tasks most recently served;
+  :func:`task_bytes` per task; docs/benchmarks.md gives it for the embedded MiniLM), else its rows go to the tasks most recently served;
   a batch holding more tasks than it has rows is generated and folded for that batch alone, as is every batch in
   training mode, with ``cache_bytes = 0`` or with parameters that are inference tensors (their in-place changes are
   not recorded). Memory for N tasks is the hypernetwork plus ``N * task_embedding_dim`` floats, plus the bank;

@@ -1,7 +1,11 @@
 """One bottleneck per task, stored stacked; each example runs through its own task's block (He et al. 2021).
 
 A batch of one task runs as one bottleneck. A batch that mixes tasks gathers each example's weights from the stacks
-and runs one batched matmul per projection, so its cost does not grow with the number of tasks in it.
+and runs one batched matmul per projection, so its cost does not grow with the number of tasks in it. Without
+autograd (serving), the four stacks are kept packed as one, ``(tasks, d * b + b + (b + 1) * d)``, in the layout the
+matmuls read: a mixed batch then gathers everything each example needs in one op (the weights an example reads
+outweigh its activations when inputs are short). The pack is remade when a parameter changes (storage, version or
+dtype: an optimizer step, a load, a move or a cast) and costs the stacks' size again in memory.
 
 Parameters per adapted sub-block: ``tasks * (2 * d * b + b + d)`` (+ ``tasks`` for a learned scale).
 """
@@ -52,6 +56,8 @@ class MultiTaskBottleneck(nn.Module):
             return _scaled_add(
                 F.linear(self.act(down), self.up_weight[task], self.up_bias[task]), scale, into, overwrite
             )
+        if not (torch.is_grad_enabled() and self.down_weight.requires_grad):
+            return self._serve_packed(hidden, routing.ids, scale, into, overwrite)
         ids = routing.ids
         down = per_example_linear(hidden, self.down_weight.index_select(0, ids), self.down_bias.index_select(0, ids))
         up_weight = self.up_weight.index_select(0, ids).transpose(1, 2)
@@ -59,6 +65,39 @@ class MultiTaskBottleneck(nn.Module):
         act = self.act(down)
         act = _scaled(torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1), scale)
         return matmul_into(act, up, into, overwrite)
+
+    def _serve_packed(self, hidden, ids, scale, into, overwrite) -> torch.Tensor:
+        """The mixed-batch path without autograd, from one gather of the packed stacks (see the module docstring)."""
+        _, b, d = self.down_weight.shape
+        rows = self._packed().index_select(0, ids)
+        down_t = rows[:, : d * b].view(-1, d, b)
+        down_bias = rows[:, d * b : d * b + b].unsqueeze(1)
+        up = rows[:, d * b + b :].view(-1, b + 1, d)
+        flat = hidden.reshape(hidden.shape[0], -1, d)
+        act = self.act(torch.baddbmm(down_bias, flat, down_t)).view(*hidden.shape[:-1], b)
+        act = _scaled(torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1), scale)
+        return matmul_into(act, up, into, overwrite)
+
+    def _packed(self) -> torch.Tensor:
+        """The four stacks packed per task (down weight transposed, down bias, up weight transposed with the up bias
+        as a last row), made again when a parameter changed."""
+        params = (self.down_weight, self.down_bias, self.up_weight, self.up_bias)
+        state = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        cached = self.__dict__.get("_pack")
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        with torch.no_grad(), torch.inference_mode(False):
+            tasks = self.down_weight.shape[0]
+            parts = [self.down_weight.transpose(1, 2), self.down_bias, self.up_weight.transpose(1, 2), self.up_bias]
+            pack = torch.cat([part.reshape(tasks, -1) for part in parts], dim=1)
+        if any(p.is_inference() for p in params):  # their in-place changes are not recorded: nothing may be kept
+            return pack
+        self.__dict__["_pack"] = (state, pack)
+        return pack
+
+    def train(self, mode: bool = True):
+        self.__dict__.pop("_pack", None)  # training changes the stacks: the pack's memory is not kept for nothing
+        return super().train(mode)
 
 
 def _scaled(x: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
