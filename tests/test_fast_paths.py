@@ -81,8 +81,8 @@ def test_untracking_removes_the_hooks_from_the_model_and_from_its_copies():
 def test_the_cache_check_runs_once_per_pass_token(monkeypatch):
     net = HyperNetwork(hidden_size=8, bottleneck_size=2, num_layers=3, tasks=["a", "b"], projected_dim=4).eval()
     reads = []
-    original = serving._state
-    monkeypatch.setattr(serving, "_state", lambda params: reads.append(len(params)) or original(params))
+    original = serving.params_state
+    monkeypatch.setattr(serving, "params_state", lambda params: reads.append(len(params)) or original(params))
     hidden = torch.randn(1, 1, 8)
     with torch.no_grad():
         for token in (object(), object()):

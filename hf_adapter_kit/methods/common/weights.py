@@ -76,3 +76,12 @@ def adapter_dtype(module: nn.Module) -> torch.dtype:
         if param.dtype.is_floating_point:
             return param.dtype
     return torch.get_default_dtype()
+
+
+def params_state(params) -> tuple | None:
+    """What a value made from ``params`` depends on (storage, version and dtype of each: an optimizer step, a load, a
+    move or a cast changes it), or ``None`` when nothing may be kept: a parameter that is an inference tensor (its
+    in-place changes are not recorded). The key of the serving caches."""
+    if any(p.is_inference() for p in params):
+        return None
+    return tuple((p.data_ptr(), p._version, p.dtype) for p in params)

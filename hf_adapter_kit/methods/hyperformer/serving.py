@@ -23,12 +23,13 @@ row was last refilled in its last bits.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ...routing import Routing
+from ..common.weights import params_state
 from .packed import fold, packed_rows, run_packed
 from .passes import current_pass
 
@@ -67,14 +68,6 @@ def task_bytes(net: nn.Module) -> int:
 def capacity(net: nn.Module) -> int:
     """How many tasks' adapters the bank holds: every task's when they fit in ``net.cache_bytes``."""
     return min(len(net.tasks), net.cache_bytes // task_bytes(net))
-
-
-def _state(params: Sequence[torch.Tensor]) -> tuple | None:
-    """What a value made from ``params`` depends on, or ``None`` when nothing may be kept: a parameter that is an
-    inference tensor (its in-place changes are not recorded)."""
-    if any(p.is_inference() for p in params):
-        return None
-    return tuple((p.data_ptr(), p._version, p.dtype) for p in params)
 
 
 # Read on every pass, so read directly from the modules' registries: the parameters as they are now (a parameter
@@ -124,7 +117,7 @@ class ServingBank:
         rows_now = capacity(net)
         if not 0 < len(routing.present) <= rows_now:
             return None
-        states = [_state([net.task_embeddings[t]]) for t in routing.present]
+        states = [params_state([net.task_embeddings[t]]) for t in routing.present]
         if None in states:
             return None
         if rows_now != self.capacity:  # tasks were added, or the budget or the dtype changed
@@ -149,7 +142,7 @@ class ServingBank:
         cannot serve (training mode, inference-tensor parameters, more tasks than rows)."""
         if net.training:
             return None
-        shared = self.in_pass("shared", token, lambda: _state(shared_params(net)))
+        shared = self.in_pass("shared", token, lambda: params_state(shared_params(net)))
         found = self.in_pass("rows", token, lambda: self.rows_for(net, routing), routing) if shared else None
         if found is None:
             return None

@@ -18,8 +18,8 @@ from torch import nn
 from transformers.activations import get_activation
 
 from ...routing import Routing
-from ..common.ops import matmul_into, per_example_linear
-from ..common.weights import init_projection
+from ..common.ops import matmul_into
+from ..common.weights import init_projection, params_state
 
 
 class MultiTaskBottleneck(nn.Module):
@@ -56,25 +56,21 @@ class MultiTaskBottleneck(nn.Module):
             return _scaled_add(
                 F.linear(self.act(down), self.up_weight[task], self.up_bias[task]), scale, into, overwrite
             )
-        if not (torch.is_grad_enabled() and self.down_weight.requires_grad):
-            return self._serve_packed(hidden, routing.ids, scale, into, overwrite)
-        ids = routing.ids
-        down = per_example_linear(hidden, self.down_weight.index_select(0, ids), self.down_bias.index_select(0, ids))
-        up_weight = self.up_weight.index_select(0, ids).transpose(1, 2)
-        up = torch.cat([up_weight, self.up_bias.index_select(0, ids).unsqueeze(1)], dim=1)
-        act = self.act(down)
-        act = _scaled(torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1), scale)
-        return matmul_into(act, up, into, overwrite)
-
-    def _serve_packed(self, hidden, ids, scale, into, overwrite) -> torch.Tensor:
-        """The mixed-batch path without autograd, from one gather of the packed stacks (see the module docstring)."""
-        _, b, d = self.down_weight.shape
-        rows = self._packed().index_select(0, ids)
-        down_t = rows[:, : d * b].view(-1, d, b)
-        down_bias = rows[:, d * b : d * b + b].unsqueeze(1)
-        up = rows[:, d * b + b :].view(-1, b + 1, d)
-        flat = hidden.reshape(hidden.shape[0], -1, d)
-        act = self.act(torch.baddbmm(down_bias, flat, down_t)).view(*hidden.shape[:-1], b)
+        if torch.is_grad_enabled() and self.down_weight.requires_grad:
+            ids = routing.ids
+            down_t = self.down_weight.index_select(0, ids).transpose(1, 2)
+            down_bias = self.down_bias.index_select(0, ids).unsqueeze(1)
+            up = torch.cat(
+                [self.up_weight.index_select(0, ids).transpose(1, 2), self.up_bias.index_select(0, ids).unsqueeze(1)],
+                1,
+            )
+        else:  # serving: one gather of the packed stacks (see the module docstring)
+            _, b, d = self.down_weight.shape
+            rows = self._packed().index_select(0, routing.ids)
+            down_t, down_bias = rows[:, : d * b].view(-1, d, b), rows[:, d * b : d * b + b].unsqueeze(1)
+            up = rows[:, d * b + b :].view(-1, b + 1, d)
+        flat = hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
+        act = self.act(torch.baddbmm(down_bias, flat, down_t)).view(*hidden.shape[:-1], down_t.shape[-1])
         act = _scaled(torch.cat([act, act.new_ones(*act.shape[:-1], 1)], dim=-1), scale)
         return matmul_into(act, up, into, overwrite)
 
@@ -82,17 +78,16 @@ class MultiTaskBottleneck(nn.Module):
         """The four stacks packed per task (down weight transposed, down bias, up weight transposed with the up bias
         as a last row), made again when a parameter changed."""
         params = (self.down_weight, self.down_bias, self.up_weight, self.up_bias)
-        state = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        state = params_state(params)
         cached = self.__dict__.get("_pack")
-        if cached is not None and cached[0] == state:
+        if state is not None and cached is not None and cached[0] == state:
             return cached[1]
         with torch.no_grad(), torch.inference_mode(False):
             tasks = self.down_weight.shape[0]
             parts = [self.down_weight.transpose(1, 2), self.down_bias, self.up_weight.transpose(1, 2), self.up_bias]
             pack = torch.cat([part.reshape(tasks, -1) for part in parts], dim=1)
-        if any(p.is_inference() for p in params):  # their in-place changes are not recorded: nothing may be kept
-            return pack
-        self.__dict__["_pack"] = (state, pack)
+        if state is not None:  # None: inference-tensor parameters, whose in-place changes are not recorded
+            self.__dict__["_pack"] = (state, pack)
         return pack
 
     def train(self, mode: bool = True):
