@@ -178,3 +178,19 @@ def test_the_parallel_serving_pack_follows_every_change_of_its_parameters():
         into = torch.randn(6, 3, 16, dtype=torch.float64)
         expected = into + _parallel_reference(block, hidden, ids, scale)
         torch.testing.assert_close(block(hidden, routing, scale, into=into, overwrite=True), expected)
+
+
+def test_the_parallel_serving_pack_is_kept_by_eval_and_dropped_by_train():
+    """``eval()`` before each request keeps the pack (made once); training mode drops it (its memory is not kept)."""
+    from hf_adapter_kit.methods.parallel.layer import MultiTaskBottleneck
+
+    block = MultiTaskBottleneck(3, 8, 2, "relu", "bert").eval()
+    routing = Routing(torch.tensor([0, 2]))
+    with torch.no_grad():
+        block(torch.randn(2, 3, 8), routing)
+        pack = block.__dict__["_pack"][1]
+        block.eval()
+        block(torch.randn(2, 3, 8), routing)
+        assert block.__dict__["_pack"][1] is pack
+        block.train()
+    assert "_pack" not in block.__dict__

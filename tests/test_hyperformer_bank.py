@@ -58,6 +58,8 @@ def test_the_bank_serves_generated_weights_until_something_changes(monkeypatch):
     with torch.no_grad():
         first = _serve(net, hidden, [0, 0], calls)
         assert torch.equal(_serve(net, hidden, [0, 0], calls), first) and calls == [[0]]  # generated once, then read
+        net.eval()  # a server calling eval() before every request keeps the bank
+        assert torch.equal(_serve(net, hidden, [0, 0], calls), first) and calls == [[0]]
         net.up_bias.bias.add_(0.5)  # an optimizer step or a reload changes a parameter in place
         second = _serve(net, hidden, [0, 0], calls)
         assert len(calls) == 2 and not torch.allclose(second, first)
@@ -301,3 +303,16 @@ def test_a_hyperformer_added_to_an_eval_mode_model_serves_from_its_bank(tiny_mod
     with torch.no_grad():
         model(**batch, task_ids=["a", "b"])
     assert nets[-1].bank_bytes() > 0  # served from the bank
+
+
+@pytest.mark.parametrize("tasks", [[1, 1], [0, 1]], ids=["one task", "mixed"])
+def test_activations_of_another_dtype_are_served_in_theirs(tasks):
+    """The bank holds the hypernetwork's dtype; activations of another are served in their own (a one-task batch
+    reads the views kept with its row, converted)."""
+    net = _net_with_drawn_generators(tasks=list("ab")).eval()
+    hidden = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        single = net.adapter(hidden, 1, "ffn", Routing(torch.tensor(tasks)))
+        double = net.adapter(hidden.double(), 1, "ffn", Routing(torch.tensor(tasks)))
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, **TOL)

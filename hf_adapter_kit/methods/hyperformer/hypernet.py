@@ -167,7 +167,8 @@ class HyperNetwork(nn.Module):
         return out if into is None else into + out.to(into.dtype)
 
     def train(self, mode: bool = True):
-        self.bank.clear()
+        if mode:  # training mode never reads the bank: its memory is not kept for nothing. `eval()` keeps it (a
+            self.bank.clear()  # server calling `eval()` before each request would otherwise refill every slot)
         return super().train(mode)
 
     # -- the serving bank's budget and size (serving.py) -------------------------------------------------------------

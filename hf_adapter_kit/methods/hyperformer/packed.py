@@ -64,7 +64,7 @@ def fold(net: nn.Module, w: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([*parts, bias.view(k, bias_rows, d)], dim=1)
 
 
-def _unpack(net: nn.Module, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def unpack(net: nn.Module, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Views of a packed adapter (one, or one per example): down weight, down bias, up (see :func:`fold`)."""
     n = net.bottleneck_size + 1
     return packed[..., :n, :], packed[..., 2 * n :, :].flatten(-2)[..., :n], packed[..., n : 2 * n, :]
@@ -88,11 +88,11 @@ def _normalised_down(hidden: torch.Tensor, projected: torch.Tensor, bias: torch.
 def _down(net: nn.Module, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, linear) -> torch.Tensor:
     """The down projection of the task-normed ``hidden`` with folded ``weight`` and ``bias``; ``linear`` is
     ``F.linear`` (one adapter) or :func:`per_example_linear` (one per example). A few rows (decoding) are normalised
-    by ``F.layer_norm``, one op instead of the folded form's handful of small ones; the same result either way."""
+    by ``torch.layer_norm``, one op instead of the folded form's handful of small ones; the same result either way."""
     if not net.conditional_layer_norm:
         return linear(hidden, weight, bias)
     if hidden.numel() <= FOLD_FROM_ROWS * hidden.shape[-1]:
-        return linear(F.layer_norm(hidden, hidden.shape[-1:], eps=LN_EPS), weight, bias)
+        return linear(torch.layer_norm(hidden, hidden.shape[-1:], None, None, LN_EPS), weight, bias)
     return _normalised_down(hidden, linear(hidden, weight, None), bias)
 
 
@@ -103,6 +103,19 @@ def run_packed(
     ``into`` when given, added by the up projection's matmul (into ``into`` itself with ``overwrite``)."""
     if packed.dtype != hidden.dtype:
         packed = packed.to(hidden.dtype)
-    down_weight, down_bias, up = _unpack(net, packed)
-    linear = F.linear if packed.dim() == 2 else per_example_linear
-    return matmul_into(net.act(_down(net, hidden, down_weight, down_bias, linear)), up, into, overwrite)
+    return run_unpacked(net, hidden, unpack(net, packed), into, overwrite)
+
+
+def run_unpacked(
+    net: nn.Module,
+    hidden: torch.Tensor,
+    weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    into: torch.Tensor | None,
+    overwrite: bool,
+) -> torch.Tensor:
+    """:func:`run_packed` from the views :func:`unpack` gives (the bank keeps them for its rows: a decoding step
+    pays for every op, views included); they are in ``hidden``'s dtype."""
+    down_weight, down_bias, up = weights
+    linear = F.linear if up.dim() == 2 else per_example_linear
+    down = _down(net, hidden, down_weight, down_bias, linear)
+    return matmul_into(net.act.forward(down), up, into, overwrite)  # the function, not a module call per place

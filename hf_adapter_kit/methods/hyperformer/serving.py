@@ -6,8 +6,9 @@ same outputs (tests/test_hyperformer_bank.py holds it to the paper's adapter) fr
 - in eval mode, a bank (:class:`ServingBank`): per (layer, position), every task's adapter folded and packed
   (``packed.py``), generated the first time the task is served (with the other tasks missing then) and kept while the
   parameters it came from are unchanged (same storage, version and dtype: an optimizer step, a reload, a move or a
-  cast is seen; ``train()`` empties it). A one-task batch runs on views of its row, a mixed batch gathers each
-  example's row in one op and runs one batched matmul per projection, with no generation at all;
+  cast is seen; training mode empties it, ``eval()`` keeps it). A one-task batch runs on views of its row (made once
+  per row and kept), a mixed batch gathers each example's row in one op and runs one batched matmul per projection,
+  with no generation at all;
 - its budget: the bank holds every task when they fit in ``net.cache_bytes`` (:data:`CACHE_BYTES` by default;
   :func:`task_bytes` per task; docs/benchmarks.md gives it for the embedded MiniLM), else its rows go to the tasks most recently served;
   a batch holding more tasks than it has rows is generated and folded for that batch alone, as is every batch in
@@ -30,7 +31,7 @@ from torch import nn
 
 from ...routing import Routing
 from ..common.weights import params_state
-from .packed import fold, packed_rows, run_packed
+from .packed import fold, packed_rows, run_packed, run_unpacked, unpack
 from .passes import current_pass
 
 
@@ -52,6 +53,10 @@ def serve(
     ``ForwardContext``), else the tracked pass running (:func:`.passes.current_pass`)."""
     token = pass_token if pass_token is not None else current_pass()
     packed = net.bank.lookup(net, routing, layer, position, token)
+    if isinstance(packed, tuple):  # one task's row, unpacked once
+        if packed[0].dtype != hidden.dtype:
+            packed = tuple(weights.to(hidden.dtype) for weights in packed)
+        return run_unpacked(net, hidden, packed, into, overwrite)
     if packed is None:
         packed = fold(net, net.generate(routing.unique, layer, position))
         packed = packed[0] if routing.single is not None else packed.index_select(0, routing.inverse)
@@ -86,7 +91,7 @@ class ServingBank:
     docstring). Filled by :func:`serve` only."""
 
     def __init__(self):
-        self.slots: dict = {}  # (layer, position) -> (shared state, packed rows, (task, state) per row)
+        self.slots: dict = {}  # (layer, position) -> (shared state, packed rows, (task, state) per row, views per row)
         self.row_of: OrderedDict = OrderedDict()  # task -> its row in every slot, least recent first
         self.capacity = 0  # rows of each slot as allocated
         self.pass_memo: dict = {}  # name -> (forward pass token, key, value), see `in_pass`
@@ -98,7 +103,7 @@ class ServingBank:
 
     def nbytes(self) -> int:
         """Bytes the bank holds now, every (layer, position) together."""
-        return sum(t.numel() * t.element_size() for _, t, _ in self.slots.values() if t is not None)
+        return sum(t.numel() * t.element_size() for _, t, _, _ in self.slots.values() if t is not None)
 
     def in_pass(self, name: str, token: object | None, compute: Callable[[], object], key: object = None):
         """``compute()``, once per forward pass ``token`` and ``key``; every call when ``token`` is ``None``."""
@@ -136,10 +141,11 @@ class ServingBank:
 
     def lookup(
         self, net: nn.Module, routing: Routing, layer: int, position: str, token: object | None
-    ) -> torch.Tensor | None:
-        """Each example's packed adapter, stacked (a mixed batch) or the one task's (a one-task batch), read from
-        the bank and generated there first for the tasks whose row is missing or stale; ``None`` when the bank
-        cannot serve (training mode, inference-tensor parameters, more tasks than rows)."""
+    ) -> torch.Tensor | tuple | None:
+        """Each example's packed adapter, stacked (a mixed batch), or the one task's adapter unpacked
+        (:func:`.packed.unpack`'s views of its row, kept with the row: a decoding step pays for every op), read from
+        the bank and generated there first for the tasks whose row is missing or stale; ``None`` when the bank cannot
+        serve (training mode, inference-tensor parameters, more tasks than rows)."""
         if net.training:
             return None
         shared = self.in_pass("shared", token, lambda: params_state(shared_params(net)))
@@ -147,7 +153,7 @@ class ServingBank:
         if found is None:
             return None
         rows, example_rows, states = found
-        bank, held = self._slot(layer, position, shared)
+        bank, held, views = self._slot(layer, position, shared)
         held_now = list(zip(routing.present, states, strict=True))
         stale = [i for i, row in enumerate(rows) if held[row] != held_now[i]]
         if stale:
@@ -155,18 +161,21 @@ class ServingBank:
             if bank is None:
                 with torch.inference_mode(False):  # the bank stays writable outside inference mode too
                     bank = packed.new_empty((self.capacity, *packed.shape[1:]))
-                self.slots[(layer, position)] = (shared, bank, held)
+                self.slots[(layer, position)] = (shared, bank, held, views)
             bank.index_copy_(0, torch.tensor([rows[i] for i in stale], device=bank.device), packed)
             for i in stale:
                 held[rows[i]] = held_now[i]
         if routing.single is not None:
-            return bank[rows[0]]
+            row = rows[0]
+            if row not in views:  # views see the row's refills: the bank is written in place
+                views[row] = unpack(net, bank[row])
+            return views[row]
         return bank.index_select(0, example_rows)  # one gather of everything each example needs
 
-    def _slot(self, layer: int, position: str, shared: tuple) -> tuple[torch.Tensor | None, list]:
-        """The bank's tensor at (layer, position) (``None`` until first filled) and, per row, the (task, state) it
-        holds; emptied when a shared parameter changed."""
+    def _slot(self, layer: int, position: str, shared: tuple) -> tuple[torch.Tensor | None, list, dict]:
+        """The bank's tensor at (layer, position) (``None`` until first filled), per row the (task, state) it holds,
+        and the unpacked views of its rows made so far; emptied when a shared parameter changed."""
         slot = self.slots.get((layer, position))
         if slot is None or slot[0] != shared:
-            slot = self.slots[(layer, position)] = (shared, None, [None] * self.capacity)
-        return slot[1], slot[2]
+            slot = self.slots[(layer, position)] = (shared, None, [None] * self.capacity, {})
+        return slot[1], slot[2], slot[3]

@@ -91,7 +91,8 @@ class MultiTaskBottleneck(nn.Module):
         return pack
 
     def train(self, mode: bool = True):
-        self.__dict__.pop("_pack", None)  # training changes the stacks: the pack's memory is not kept for nothing
+        if mode:  # training changes the stacks: the pack's memory is not kept for nothing; `eval()` keeps it
+            self.__dict__.pop("_pack", None)
         return super().train(mode)
 
 
