@@ -105,11 +105,7 @@ def build_variants(methods) -> tuple[dict[str, torch.nn.Module], object, list[di
         for backend in [recipe_backend, *others]:
             config = spec.configs[backend](**method_args.options())
             name = method if backend == recipe_backend else f"{method} on {backend}"
-            variants[name] = get_backend(backend).attach(load(), config, "bench", kind="causal-lm")
-            with torch.no_grad():  # off the identity start: LoRA's B and the adapters' up-projections are zero
-                for p in variants[name].parameters():
-                    if p.requires_grad:
-                        p.add_(torch.randn_like(p) * 1e-3)
+            variants[name] = off_identity(get_backend(backend).attach(load(), config, "bench", kind="causal-lm"))
     if "lora" in methods:
         variants[MERGED] = recipe_variant_merged(variants["lora"])
         variants[PEFT_LORA] = peft_default_lora(load())
@@ -123,12 +119,17 @@ def peft_default_lora(model) -> torch.nn.Module:
     """PEFT's own LoRA as its defaults configure it, beside the recipe's: the figure a PEFT user knows."""
     import peft
 
-    lora = peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM"))
+    return off_identity(peft.get_peft_model(model, peft.LoraConfig(task_type="CAUSAL_LM")))
+
+
+def off_identity(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its trainable weights moved off the identity start (LoRA's B and the adapters' up-projections
+    are zero, and a timing does not depend on the values)."""
     with torch.no_grad():
-        for p in lora.parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 1e-3)
-    return lora
+    return model
 
 
 def recipe_variant_merged(peft_model) -> torch.nn.Module:

@@ -250,15 +250,14 @@ def test_the_saved_folder_serves_both_tasks_through_text2text_pipelines(runs, to
     expected = answers_per_task(model, tokenizer)
     # the tasks' adapters differ, so routing matters: read from the first step's logits, because the tiny model's
     # greedy text can come out the same for both tasks (it did in one full `make test` run, in no run of this file)
-    encoded = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     start = torch.full((len(PROMPTS), 1), model.config.decoder_start_token_id)
     with torch.no_grad():
         first = [None, None]
         for i, task in enumerate(TASKS):
             with task_context(task):
-                first[i] = model(**encoded, decoder_input_ids=start).logits
+                first[i] = model(**batch, decoder_input_ids=start).logits
     assert not torch.allclose(first[0], first[1])
-    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     for task in TASKS:  # generate(..., task_ids=...) routes as the task context does
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=5, do_sample=False, task_ids=task)

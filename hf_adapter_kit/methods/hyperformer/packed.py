@@ -96,16 +96,6 @@ def _down(net: nn.Module, hidden: torch.Tensor, weight: torch.Tensor, bias: torc
     return _normalised_down(hidden, linear(hidden, weight, None), bias)
 
 
-def run_packed(
-    net: nn.Module, hidden: torch.Tensor, packed: torch.Tensor, into: torch.Tensor | None, overwrite: bool
-) -> torch.Tensor:
-    """The adapter from ``packed`` weights (one adapter ``(rows, d)``, or one per example ``(batch, rows, d)``), plus
-    ``into`` when given, added by the up projection's matmul (into ``into`` itself with ``overwrite``)."""
-    if packed.dtype != hidden.dtype:
-        packed = packed.to(hidden.dtype)
-    return run_unpacked(net, hidden, unpack(net, packed), into, overwrite)
-
-
 def run_unpacked(
     net: nn.Module,
     hidden: torch.Tensor,
@@ -113,8 +103,11 @@ def run_unpacked(
     into: torch.Tensor | None,
     overwrite: bool,
 ) -> torch.Tensor:
-    """:func:`run_packed` from the views :func:`unpack` gives (the bank keeps them for its rows: a decoding step
-    pays for every op, views included); they are in ``hidden``'s dtype."""
+    """The adapter from the views :func:`unpack` gives of packed weights (one adapter, or one per example), plus
+    ``into`` when given, added by the up projection's matmul (into ``into`` itself with ``overwrite``). Weights of
+    another dtype than ``hidden``'s are cast to it."""
+    if weights[0].dtype != hidden.dtype:
+        weights = tuple(w.to(hidden.dtype) for w in weights)
     down_weight, down_bias, up = weights
     linear = F.linear if up.dim() == 2 else per_example_linear
     down = _down(net, hidden, down_weight, down_bias, linear)

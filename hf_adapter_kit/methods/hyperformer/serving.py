@@ -31,7 +31,7 @@ from torch import nn
 
 from ...routing import Routing
 from ..common.weights import params_state
-from .packed import fold, packed_rows, run_packed, run_unpacked, unpack
+from .packed import fold, packed_rows, run_unpacked, unpack
 from .passes import current_pass
 
 
@@ -52,15 +52,11 @@ def serve(
     from weights generated and folded for this batch. ``pass_token``: the model's forward pass (``adapters``'
     ``ForwardContext``), else the tracked pass running (:func:`.passes.current_pass`)."""
     token = pass_token if pass_token is not None else current_pass()
-    packed = net.bank.lookup(net, routing, layer, position, token)
-    if isinstance(packed, tuple):  # one task's row, unpacked once
-        if packed[0].dtype != hidden.dtype:
-            packed = tuple(weights.to(hidden.dtype) for weights in packed)
-        return run_unpacked(net, hidden, packed, into, overwrite)
-    if packed is None:
+    weights = net.bank.lookup(net, routing, layer, position, token)
+    if weights is None:
         packed = fold(net, net.generate(routing.unique, layer, position))
-        packed = packed[0] if routing.single is not None else packed.index_select(0, routing.inverse)
-    return run_packed(net, hidden, packed, into, overwrite)
+        weights = unpack(net, packed[0] if routing.single is not None else packed.index_select(0, routing.inverse))
+    return run_unpacked(net, hidden, weights, into, overwrite)
 
 
 def task_bytes(net: nn.Module) -> int:
@@ -141,11 +137,11 @@ class ServingBank:
 
     def lookup(
         self, net: nn.Module, routing: Routing, layer: int, position: str, token: object | None
-    ) -> torch.Tensor | tuple | None:
-        """Each example's packed adapter, stacked (a mixed batch), or the one task's adapter unpacked
-        (:func:`.packed.unpack`'s views of its row, kept with the row: a decoding step pays for every op), read from
-        the bank and generated there first for the tasks whose row is missing or stale; ``None`` when the bank cannot
-        serve (training mode, inference-tensor parameters, more tasks than rows)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The adapter's weights as :func:`.packed.unpack` gives them: each example's, gathered in one op (a mixed
+        batch), or the one task's row (a one-task batch: views kept with the row, since a decoding step pays for
+        every op), read from the bank and generated there first for the tasks whose row is missing or stale; ``None``
+        when the bank cannot serve (training mode, inference-tensor parameters, more tasks than rows)."""
         if net.training:
             return None
         shared = self.in_pass("shared", token, lambda: params_state(shared_params(net)))
@@ -170,7 +166,7 @@ class ServingBank:
             if row not in views:  # views see the row's refills: the bank is written in place
                 views[row] = unpack(net, bank[row])
             return views[row]
-        return bank.index_select(0, example_rows)  # one gather of everything each example needs
+        return unpack(net, bank.index_select(0, example_rows))  # one gather of everything each example needs
 
     def _slot(self, layer: int, position: str, shared: tuple) -> tuple[torch.Tensor | None, list, dict]:
         """The bank's tensor at (layer, position) (``None`` until first filled), per row the (task, state) it holds,
