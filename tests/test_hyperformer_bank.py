@@ -153,7 +153,7 @@ def test_new_tasks_and_dtypes_get_a_new_bank():
         assert net.bank.capacity == 3
         net.double()
         out = net.adapter(hidden.double(), 1, "ffn", Routing(torch.tensor([2, 0])))
-    assert out.dtype == torch.float64 and next(iter(net.bank.slots.values()))[1].dtype == torch.float64
+    assert out.dtype == torch.float64 and next(iter(net.bank.slots.values())).rows.dtype == torch.float64
 
 
 @pytest.mark.parametrize("tasks", [[1, 1], [0, 1]], ids=["one task", "mixed"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -82,12 +83,21 @@ def shared_params(net: nn.Module) -> list[torch.Tensor]:
     return [p for m in modules for p in m._parameters.values() if p is not None]
 
 
+class Slot(NamedTuple):
+    """The bank at one (layer, position)."""
+
+    shared: tuple  # the state of the shared parameters the rows were generated from
+    rows: torch.Tensor | None  # packed adapters, one row per task held (``None`` until first filled)
+    held: list  # per row, the (task, task embedding's state) it holds, or ``None``
+    views: dict  # row -> its unpacked views (a one-task batch's weights), made once per row
+
+
 class ServingBank:
     """The bank of one hypernetwork: per (layer, position), packed rows of generated adapters (see the module's
     docstring). Filled by :func:`serve` only."""
 
     def __init__(self):
-        self.slots: dict = {}  # (layer, position) -> (shared state, packed rows, (task, state) per row, views per row)
+        self.slots: dict[tuple[int, str], Slot] = {}
         self.row_of: OrderedDict = OrderedDict()  # task -> its row in every slot, least recent first
         self.capacity = 0  # rows of each slot as allocated
         self.pass_memo: dict = {}  # name -> (forward pass token, key, value), see `in_pass`
@@ -99,7 +109,7 @@ class ServingBank:
 
     def nbytes(self) -> int:
         """Bytes the bank holds now, every (layer, position) together."""
-        return sum(t.numel() * t.element_size() for _, t, _, _ in self.slots.values() if t is not None)
+        return sum(s.rows.numel() * s.rows.element_size() for s in self.slots.values() if s.rows is not None)
 
     def in_pass(self, name: str, token: object | None, compute: Callable[[], object], key: object = None):
         """``compute()``, once per forward pass ``token`` and ``key``; every call when ``token`` is ``None``."""
@@ -149,7 +159,8 @@ class ServingBank:
         if found is None:
             return None
         rows, example_rows, states = found
-        bank, held, views = self._slot(layer, position, shared)
+        slot = self._slot(layer, position, shared)
+        bank, held, views = slot.rows, slot.held, slot.views
         held_now = list(zip(routing.present, states, strict=True))
         stale = [i for i, row in enumerate(rows) if held[row] != held_now[i]]
         if stale:
@@ -157,7 +168,7 @@ class ServingBank:
             if bank is None:
                 with torch.inference_mode(False):  # the bank stays writable outside inference mode too
                     bank = packed.new_empty((self.capacity, *packed.shape[1:]))
-                self.slots[(layer, position)] = (shared, bank, held, views)
+                self.slots[(layer, position)] = slot._replace(rows=bank)
             bank.index_copy_(0, torch.tensor([rows[i] for i in stale], device=bank.device), packed)
             for i in stale:
                 held[rows[i]] = held_now[i]
@@ -168,10 +179,9 @@ class ServingBank:
             return views[row]
         return unpack(net, bank.index_select(0, example_rows))  # one gather of everything each example needs
 
-    def _slot(self, layer: int, position: str, shared: tuple) -> tuple[torch.Tensor | None, list, dict]:
-        """The bank's tensor at (layer, position) (``None`` until first filled), per row the (task, state) it holds,
-        and the unpacked views of its rows made so far; emptied when a shared parameter changed."""
+    def _slot(self, layer: int, position: str, shared: tuple) -> Slot:
+        """The bank at (layer, position); emptied when a shared parameter changed."""
         slot = self.slots.get((layer, position))
-        if slot is None or slot[0] != shared:
-            slot = self.slots[(layer, position)] = (shared, None, [None] * self.capacity, {})
-        return slot[1], slot[2], slot[3]
+        if slot is None or slot.shared != shared:
+            slot = self.slots[(layer, position)] = Slot(shared, None, [None] * self.capacity, {})
+        return slot
