@@ -11,9 +11,14 @@ The model is the embedded SmolLM2-135M-Instruct (``make setup-llm``); every meth
   values), plus LoRA merged into the base (``merge_and_unload``), PEFT's own LoRA at its defaults
   (``LoraConfig(task_type="CAUSAL_LM")``: r=8 on ``q_proj`` and ``v_proj``, no dropout), and the bare base model:
   - generation: one chat prompt, batch 1, greedy with the KV cache, exactly ``--new-tokens`` tokens
-    (``min_new_tokens``); the time per generated token (prefill included) as a ratio to the base model's;
+    (``min_new_tokens``); the time per generated token (prefill included) as a ratio to the base model's, in rounds
+    of generation alone (a server's case: the weights do not change between requests; each variant generated once
+    before, as warm-up);
   - training: one optimizer step (forward, backward, AdamW) on a batch of 16 real training examples, as a ratio to
-    full fine-tuning's step (every base weight trained).
+    full fine-tuning's step (every base weight trained), in rounds of their own after the generation rounds. After
+    each step the adapter generates once more, timed as "first generation after a step" (a ratio to the base's
+    generation timed at the start of the same round): what a loop that trains and generates in turn (RL, evaluation during training) pays per token, including what a
+    method rebuilds after its weights changed (Hyperformer++'s serving bank, the parallel adapter's packed stacks).
   Pfeiffer and Houlsby are timed on both backends (``<method> on adapters``: ``adapters``' own ``seq_bn`` /
   ``double_seq_bn`` with the recipe's options, untrained). Their recipes use the kit's PEFT layers, whose dispatch
   costs less per decoding step; same bottleneck and parameter count, but on a pre-norm model such as Llama
@@ -183,12 +188,19 @@ def speed(methods, rounds: int, new_tokens: int) -> dict[str, dict]:
         step(name)
     token_times = {name: [] for name in generating}
     step_times = {name: [] for name in training}
-    for r in range(rounds):
+    after_step = {name: [] for name in training if name in generating}  # the first generation after a step
+    for r in range(rounds):  # serving: the weights do not change between generations
         for name in generating[r % len(generating) :] + generating[: r % len(generating)]:
             token_times[name].append(generate(name))
+        print(f"generation round {r + 1}/{rounds}", flush=True)
+    base_in_step_rounds = []  # the base's generation, once per training round: what "after a step" is paired with
+    for r in range(rounds):
+        base_in_step_rounds.append(generate(BASE))
         for name in training[r % len(training) :] + training[: r % len(training)]:
             step_times[name].append(step(name))
-        print(f"round {r + 1}/{rounds}", flush=True)
+            if name in after_step:
+                after_step[name].append(generate(name))
+        print(f"training round {r + 1}/{rounds}", flush=True)
     rows = {}
     for name in variants:
         row = {}
@@ -196,6 +208,10 @@ def speed(methods, rounds: int, new_tokens: int) -> dict[str, dict]:
             row["ms_per_token"] = 1000 * statistics.median(token_times[name])
             row["token_vs_base"] = statistics.median(
                 t / b for t, b in zip(token_times[name], token_times[BASE], strict=True)
+            )
+        if name in after_step:
+            row["after_step_vs_base"] = statistics.median(
+                t / b for t, b in zip(after_step[name], base_in_step_rounds, strict=True)
             )
         if name in step_times:
             row["step_seconds"] = statistics.median(step_times[name])
@@ -234,13 +250,14 @@ def markdown(report: dict) -> str:
         rows, setup = report["speed"]["rows"], report["speed"]["rows"]["_setup"]
         lines += [f"Generation: {setup['new_tokens']} new tokens after a {setup['prompt_tokens']}-token prompt, batch 1. "
                   f"Training step: batch {setup['step_batch'][0]} x {setup['step_batch'][1]} tokens.", "",
-                  "| variant | ms per token | per token vs base | step s | step vs full fine-tuning | trainable params |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  "| variant | ms per token | per token vs base | first generation after a step | step s | "
+                  "step vs full fine-tuning | trainable params |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, r in rows.items():
             if name == "_setup":
                 continue
             cells = [f"{r['ms_per_token']:.1f}" if "ms_per_token" in r else "-",
                      f"{r['token_vs_base']:.2f}x" if "token_vs_base" in r else "-",
+                     f"{r['after_step_vs_base']:.2f}x" if "after_step_vs_base" in r else "-",
                      f"{r['step_seconds']:.2f}" if "step_seconds" in r else "-",
                      f"{r['step_vs_full']:.2f}x" if "step_vs_full" in r else "-"]  # fmt: skip
             lines.append(f"| {name} | {' | '.join(cells)} | {r['trainable_parameters']:,} |")
