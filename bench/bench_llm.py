@@ -17,8 +17,9 @@ The model is the embedded SmolLM2-135M-Instruct (``make setup-llm``); every meth
   - training: one optimizer step (forward, backward, AdamW) on a batch of 16 real training examples, as a ratio to
     full fine-tuning's step (every base weight trained), in rounds of their own after the generation rounds. After
     each step the adapter generates once more, timed as "first generation after a step" (a ratio to the base's
-    generation timed at the start of the same round): what a loop that trains and generates in turn (RL, evaluation during training) pays per token, including what a
-    method rebuilds after its weights changed (Hyperformer++'s serving bank, the parallel adapter's packed stacks).
+    generation timed at the start of the same round): what a loop that trains and generates in turn (RL,
+    evaluation during training) pays per token, including what a method rebuilds after its weights changed
+    (Hyperformer++'s serving bank, the parallel adapter's packed stacks).
   Pfeiffer and Houlsby are timed on both backends (``<method> on adapters``: ``adapters``' own ``seq_bn`` /
   ``double_seq_bn`` with the recipe's options, untrained). Their recipes use the kit's PEFT layers, whose dispatch
   costs less per decoding step; same bottleneck and parameter count, but on a pre-norm model such as Llama
